@@ -1,0 +1,76 @@
+package cache
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Key identifies one set of credentials. Every pod on the node that runs as
+// the same ServiceAccount with the same role and audience shares one entry,
+// so a node makes one STS call per ServiceAccount per refresh, not one per
+// pod. Key holds no secret and is safe to log.
+type Key struct {
+	Namespace      string
+	ServiceAccount string
+	RoleARN        string
+	// Audience is the audience of the ServiceAccount token exchanged with STS.
+	Audience string
+	// TokenExpiration is the requested lifetime of that token. The same
+	// ServiceAccount always yields the same value; it is part of the key so a
+	// changed annotation starts a fresh entry instead of mutating a live one.
+	TokenExpiration time.Duration
+}
+
+// PodRef names a pod that uses an entry: its ServiceAccount tokens are bound
+// to it, so a fetch needs a pod that is alive.
+type PodRef struct {
+	Namespace string
+	Name      string
+	UID       types.UID
+}
+
+// Credentials are one set of temporary AWS credentials. A *Credentials is
+// immutable once the cache has stored it: readers on the hot path share it
+// without locks, so nothing may write to it after Fetch returns.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// AccountID is the AWS account of the role, when known.
+	AccountID string
+	// Expiration is when AWS stops accepting the credentials.
+	Expiration time.Time
+	// Issued is when podcreds obtained them (IMDS's LastUpdated).
+	Issued time.Time
+
+	// containerBody and imdsBody are rendered once when the credentials are
+	// stored, so that serving them costs one write, not one JSON encoding.
+	containerBody []byte
+	imdsBody      []byte
+}
+
+// ContainerBody returns the container-credentials endpoint's 200 response
+// body. The caller must not modify it.
+func (c *Credentials) ContainerBody() []byte { return c.containerBody }
+
+// IMDSBody returns the IMDS security-credentials/<role> response body. The
+// caller must not modify it.
+func (c *Credentials) IMDSBody() []byte { return c.imdsBody }
+
+// Fetcher obtains fresh credentials for a key, using pod's identity (its
+// bound ServiceAccount token). Errors should be *failure.Error values, so the
+// cache can tell a retriable failure (keep serving what it has, retry with
+// backoff) from a final one (drop the entry).
+type Fetcher interface {
+	Fetch(ctx context.Context, key Key, pod PodRef) (*Credentials, error)
+}
+
+// FetcherFunc adapts a function to Fetcher.
+type FetcherFunc func(ctx context.Context, key Key, pod PodRef) (*Credentials, error)
+
+// Fetch calls f.
+func (f FetcherFunc) Fetch(ctx context.Context, key Key, pod PodRef) (*Credentials, error) {
+	return f(ctx, key, pod)
+}

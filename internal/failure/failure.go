@@ -1,0 +1,80 @@
+// Package failure is podcreds' error vocabulary: every error that can reach a
+// client carries the HTTP status it should produce, a stable machine-readable
+// code, a message that is safe to show the caller, and whether retrying later
+// can help. One adapter in the agent turns it into a response, a log line and
+// a metric; everything below the agent only has to pick the right constructor.
+//
+// Messages must never contain tokens, keys or session tokens: they are sent to
+// clients and logged.
+package failure
+
+import (
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Error is an error with everything the edge needs to answer a client.
+type Error struct {
+	// Status is the HTTP status code to answer with.
+	Status int
+	// Code is a short, stable, CamelCase identifier (e.g. "AccessDenied").
+	Code string
+	// Message is safe to send to the caller and to log.
+	Message string
+	// RetryAfter, when non-zero, is sent as the Retry-After header.
+	RetryAfter time.Duration
+	// Err is the underlying cause, for logs and errors.Is/As; it is never
+	// sent to the caller.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Retriable reports whether asking again later can succeed. Retriable errors
+// are answered with 5xx so that every SDK (Java v2 retries only 5xx) retries.
+func (e *Error) Retriable() bool { return e.Status >= 500 }
+
+// DefaultRetryAfter is the Retry-After sent with retriable errors that do not
+// name their own. SDKs retry about once a second, so one second keeps them in
+// step with us without inviting a storm.
+const DefaultRetryAfter = time.Second
+
+// Retriable returns a 503 error: upstream throttled or down, caller not yet
+// known. retryAfter of zero means DefaultRetryAfter.
+func Retriable(code, message string, retryAfter time.Duration, err error) *Error {
+	if retryAfter <= 0 {
+		retryAfter = DefaultRetryAfter
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: code, Message: message, RetryAfter: retryAfter, Err: err}
+}
+
+// Final returns a 4xx error that retrying cannot fix (no role, access denied).
+// status must be in 400–499.
+func Final(status int, code, message string, err error) *Error {
+	if status < 400 || status > 499 {
+		panic("failure.Final: status must be 4xx")
+	}
+	return &Error{Status: status, Code: code, Message: message, Err: err}
+}
+
+// From returns the *Error in err's chain, or a generic retriable internal
+// error for anything unclassified (an unknown failure should make the client
+// come back, not give up for good).
+func From(err error) *Error {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: "internal error", RetryAfter: DefaultRetryAfter, Err: err}
+}
+
+// IsRetriable reports whether err (classified or not) may succeed later.
+func IsRetriable(err error) bool { return From(err).Retriable() }
