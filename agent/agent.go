@@ -1,0 +1,291 @@
+// Package agent is podcreds' node agent: it identifies callers by source
+// address through an informer limited to its node, resolves their
+// ServiceAccount's role, and serves credentials from the cache on the
+// container-credentials endpoints, with health and metrics beside them.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+
+	"github.com/podcreds/podcreds/internal/metrics"
+)
+
+// Listener is one credentials listen address.
+type Listener struct {
+	// Addr is host:port, e.g. 169.254.170.23:80 or 127.0.0.1:0 in tests.
+	Addr string
+	// AnyPath serves credentials on every path (the ECS address, where
+	// RELATIVE_URI decides the path).
+	AnyPath bool
+}
+
+// Options configures an Agent. Every field without a stated default is
+// required.
+type Options struct {
+	NodeName string
+	Client   kubernetes.Interface
+	// Cache serves credentials; Tokens, if set, forgets deleted pods' tokens.
+	Cache  CredentialCache
+	Tokens TokenDropper
+
+	Listeners []Listener
+	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
+	// Empty disables one.
+	HealthAddr, MetricsAddr string
+	Gatherer                prometheus.Gatherer
+
+	// CredentialsPath is the container endpoint's path (default /v1/credentials).
+	CredentialsPath string
+	// DefaultAudience and DefaultTokenExpiration apply to ServiceAccounts
+	// without IRSA's audience/token-expiration annotations.
+	DefaultAudience        string
+	DefaultTokenExpiration time.Duration
+	// UnknownPodWait is how long a request from an unknown address waits for
+	// the informer before asking the API server (default 1s).
+	UnknownPodWait time.Duration
+	// ServiceAccountTTL is how long a ServiceAccount's role is remembered
+	// (default 30s).
+	ServiceAccountTTL time.Duration
+	// ShutdownTimeout bounds draining on stop (default 10s).
+	ShutdownTimeout time.Duration
+
+	Logger  *zap.Logger
+	Metrics *metrics.Metrics
+	Clock   clock.PassiveClock
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	opts    Options
+	logger  *zap.Logger
+	metrics *metrics.Metrics
+	index   *PodIndex
+	roles   *RoleResolver
+	cache   CredentialCache
+	binder  *binder
+
+	ready    atomic.Bool
+	mu       sync.Mutex
+	addrs    []net.Addr // bound credential listeners, in Options order
+	side     []net.Addr // bound health and metrics listeners
+	servers  []*http.Server
+	boundErr chan error
+}
+
+// New builds an agent; Run starts it.
+func New(opts Options) (*Agent, error) {
+	if opts.NodeName == "" || opts.Client == nil || opts.Cache == nil || opts.Logger == nil || opts.Metrics == nil {
+		return nil, errors.New("agent: NodeName, Client, Cache, Logger and Metrics are required")
+	}
+	if opts.CredentialsPath == "" {
+		opts.CredentialsPath = "/v1/credentials"
+	}
+	if opts.UnknownPodWait <= 0 {
+		opts.UnknownPodWait = time.Second
+	}
+	if opts.ServiceAccountTTL <= 0 {
+		opts.ServiceAccountTTL = 30 * time.Second
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
+	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration)
+	a.binder = newBinder(a.roles, opts.Cache, opts.Tokens, opts.Logger)
+	a.index = NewPodIndex(opts.Client, opts.NodeName, opts.UnknownPodWait, opts.Logger, opts.Metrics, a.binder.enqueue)
+	a.binder.index = a.index
+	return a, nil
+}
+
+// Run serves until ctx ends, then drains: it reports not ready, stops
+// accepting, lets requests in flight finish (bounded by ShutdownTimeout) and
+// returns. The health and metrics listeners come up first, so a liveness probe
+// passes while the informer syncs; the credential listeners open once the
+// informer has synced, so no request is answered "unknown pod" just because
+// the agent has only started.
+func (a *Agent) Run(ctx context.Context) error {
+	var side []*http.Server
+	if a.opts.HealthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
+		mux.HandleFunc("/readyz", a.serveReadyz)
+		srv, addr, err := a.serve(a.opts.HealthAddr, mux)
+		if err != nil {
+			return err
+		}
+		side = append(side, srv)
+		a.setAddr(&a.side, addr)
+	}
+	if a.opts.MetricsAddr != "" && a.opts.Gatherer != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{}))
+		srv, addr, err := a.serve(a.opts.MetricsAddr, mux)
+		if err != nil {
+			shutdown(side, time.Second)
+			return err
+		}
+		side = append(side, srv)
+		a.setAddr(&a.side, addr)
+	}
+	defer shutdown(side, time.Second)
+
+	informerCtx, stopInformer := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopInformer(); a.index.Shutdown() }()
+	start := time.Now()
+	if err := a.index.Start(informerCtx); err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-informerCtx.Done():
+		}
+		stopInformer()
+	}()
+	binderDone := make(chan struct{})
+	go func() { a.binder.run(informerCtx, 4); close(binderDone) }()
+	defer func() { stopInformer(); <-binderDone }()
+	a.logger.Info("pod informer synced", zap.String("node", a.opts.NodeName), zap.Duration("took", time.Since(start)))
+
+	for _, l := range a.opts.Listeners {
+		hosts, err := hostsFor(l.Addr)
+		if err != nil {
+			return fmt.Errorf("listen address %q: %w", l.Addr, err)
+		}
+		h := &containerHandler{a: a, anyPath: l.AnyPath, stats: newEndpointStats(a.metrics, "container")}
+		srv, addr, err := a.serve(l.Addr, h)
+		if err != nil {
+			shutdown(a.servers, time.Second)
+			return err
+		}
+		a.setAddr(&a.addrs, addr)
+		// Port 0 (tests): accept the port the kernel chose, too.
+		if more, err := hostsFor(addr.String()); err == nil {
+			for k := range more {
+				hosts[k] = struct{}{}
+			}
+		}
+		h.hosts = hosts
+		a.servers = append(a.servers, srv)
+	}
+	a.ready.Store(true)
+	a.logger.Info("serving credentials", zap.Strings("listen", a.listenAddrs()))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-a.boundErr:
+	}
+	a.ready.Store(false)
+	a.logger.Info("shutting down: draining requests", zap.Duration("timeout", a.opts.ShutdownTimeout))
+	shutdown(a.servers, a.opts.ShutdownTimeout)
+	return runErr
+}
+
+// serve binds addr and serves h on it with timeouts that a credentials
+// request (a few hundred bytes each way) never comes near, so a slow or
+// stalled client cannot hold a connection.
+func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(a.logger.Named("http")),
+	}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case a.boundErr <- fmt.Errorf("serve %s: %w", addr, err):
+			default:
+			}
+		}
+	}()
+	return srv, l.Addr(), nil
+}
+
+func (a *Agent) setAddr(list *[]net.Addr, addr net.Addr) {
+	a.mu.Lock()
+	*list = append(*list, addr)
+	a.mu.Unlock()
+}
+
+func shutdown(servers []*http.Server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if s.Shutdown(ctx) != nil {
+				_ = s.Close()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Addrs returns the bound credential listeners, in Options order.
+func (a *Agent) Addrs() []net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]net.Addr(nil), a.addrs...)
+}
+
+// SideAddrs returns the bound health and metrics listeners, in that order
+// (those configured).
+func (a *Agent) SideAddrs() []net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]net.Addr(nil), a.side...)
+}
+
+func (a *Agent) listenAddrs() []string {
+	var s []string
+	for _, ad := range a.Addrs() {
+		s = append(s, ad.String())
+	}
+	return s
+}
+
+// Ready reports whether the agent serves credentials: informer synced,
+// listeners bound, not shutting down.
+func (a *Agent) Ready() bool { return a.ready.Load() }
+
+func (a *Agent) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	switch {
+	case a.ready.Load():
+		writeText(w, http.StatusOK, "ok")
+	case !a.index.Synced():
+		writeText(w, http.StatusServiceUnavailable, "pod informer not synced")
+	default:
+		writeText(w, http.StatusServiceUnavailable, "not serving (starting or shutting down)")
+	}
+}
+
+func writeText(w http.ResponseWriter, code int, msg string) {
+	w.Header()["Content-Type"] = textContentType
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}

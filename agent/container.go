@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/failure"
+)
+
+// containerHandler serves the container-credentials protocol
+// (AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI). The hot path — a
+// known pod whose credentials are cached — is a few map reads and one write
+// of a body rendered when the credentials were fetched.
+type containerHandler struct {
+	a     *Agent
+	hosts hostSet
+	// anyPath serves every path, as the ECS address must: RELATIVE_URI is
+	// whatever the pod's environment says.
+	anyPath bool
+	stats   *endpointStats
+}
+
+func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	creds, err := h.credentials(r)
+	if err != nil {
+		writeError(w, r, h.a.logger, h.stats, start, err)
+		return
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["Cache-Control"] = noStore
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(creds.ContainerBody())
+	}
+	h.a.metrics.ServedRemaining.Observe(creds.Expiration.Sub(start).Seconds())
+	h.stats.done(http.StatusOK, start)
+}
+
+func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return nil, errMethod
+	}
+	if !h.hosts.allows(r.Host) {
+		return nil, errHost
+	}
+	if !h.anyPath && r.URL.Path != h.a.opts.CredentialsPath {
+		return nil, errPath
+	}
+	pod, err := h.a.identify(r)
+	if err != nil {
+		return nil, err
+	}
+	key, err := h.a.roles.Resolve(r.Context(), pod.Namespace, pod.ServiceAccount)
+	if err != nil {
+		return nil, err
+	}
+	return h.a.cache.Get(r.Context(), key, pod.Ref())
+}
+
+// identify finds the pod a request comes from by its source address.
+func (a *Agent) identify(r *http.Request) (*Pod, error) {
+	ip, ok := remoteIP(r.RemoteAddr)
+	if !ok {
+		return nil, errRemote
+	}
+	return a.index.Lookup(r.Context(), ip)
+}
+
+// remoteIP parses net/http's RemoteAddr ("ip:port", "[ip%zone]:port").
+// IPv4-mapped IPv6 addresses are unmapped and zones dropped, so one pod has
+// one spelling.
+func remoteIP(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap().WithZone(""), true
+}
+
+// Fixed refusals, built once.
+var (
+	errMethod = failure.Final(http.StatusMethodNotAllowed, "MethodNotAllowed", "only GET is served here", nil)
+	errHost   = failure.Final(http.StatusForbidden, "HostNotAllowed", "the Host header does not name this agent", nil)
+	errPath   = failure.Final(http.StatusNotFound, "NotFound", "no such path", nil)
+	errRemote = failure.Final(http.StatusBadRequest, "BadRemoteAddress", "cannot parse the caller's address", nil)
+)

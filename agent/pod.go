@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podcreds/podcreds/cache"
+)
+
+// Pod is what the agent keeps of a pod on its node: just enough to identify
+// a caller and find its role. A *Pod is immutable once built; an update
+// replaces it, so readers never lock it.
+type Pod struct {
+	Namespace      string
+	Name           string
+	UID            types.UID
+	ServiceAccount string
+	// IPs are every address in status.podIPs (status.podIP included).
+	IPs         []netip.Addr
+	HostNetwork bool
+	Phase       corev1.PodPhase
+	// Deleting is set once the pod has a deletion timestamp.
+	Deleting bool
+}
+
+// Ref names the pod for the cache and the TokenRequest binding.
+func (p *Pod) Ref() cache.PodRef {
+	return cache.PodRef{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+}
+
+// Identifiable reports whether a request from one of the pod's IPs may be
+// taken as coming from this pod. A hostNetwork pod shares the node's address
+// with every other hostNetwork pod and the node itself; a finished or
+// terminating pod's address may already belong to its successor.
+func (p *Pod) Identifiable() bool {
+	return !p.HostNetwork && !p.Deleting && len(p.IPs) > 0 &&
+		p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
+}
+
+// String is namespace/name, for logs and messages.
+func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
+
+// podFromObject converts an API pod. Unparseable IPs are skipped: the API
+// server validates them, so one would only come from a broken status.
+func podFromObject(o *corev1.Pod) *Pod {
+	p := &Pod{
+		Namespace:      o.Namespace,
+		Name:           o.Name,
+		UID:            o.UID,
+		ServiceAccount: o.Spec.ServiceAccountName,
+		HostNetwork:    o.Spec.HostNetwork,
+		Phase:          o.Status.Phase,
+		Deleting:       o.DeletionTimestamp != nil,
+	}
+	if p.ServiceAccount == "" {
+		p.ServiceAccount = "default"
+	}
+	add := func(s string) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return
+		}
+		a = a.Unmap()
+		for _, have := range p.IPs {
+			if have == a {
+				return
+			}
+		}
+		p.IPs = append(p.IPs, a)
+	}
+	if o.Status.PodIP != "" {
+		add(o.Status.PodIP)
+	}
+	for _, ip := range o.Status.PodIPs {
+		add(ip.IP)
+	}
+	return p
+}
+
+// trimPod is the informer's transform: it keeps only the fields podFromObject
+// reads, so a node with hundreds of pods holds kilobytes, not megabytes.
+func trimPod(obj any) (any, error) {
+	o, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a DeletedFinalStateUnknown tombstone: keep as is
+	}
+	return &corev1.Pod{
+		TypeMeta:   o.TypeMeta,
+		ObjectMeta: metaTrim(o),
+		Spec: corev1.PodSpec{
+			NodeName:           o.Spec.NodeName,
+			ServiceAccountName: o.Spec.ServiceAccountName,
+			HostNetwork:        o.Spec.HostNetwork,
+		},
+		Status: corev1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
+	}, nil
+}
+
+func metaTrim(o *corev1.Pod) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              o.Name,
+		Namespace:         o.Namespace,
+		UID:               o.UID,
+		ResourceVersion:   o.ResourceVersion,
+		DeletionTimestamp: o.DeletionTimestamp,
+	}
+}

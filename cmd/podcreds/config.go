@@ -1,0 +1,199 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/tokenreq"
+)
+
+// Config is everything `podcreds agent` is told, parsed and validated once.
+type Config struct {
+	NodeName   string
+	Kubeconfig string // empty: in-cluster
+
+	Listen          []string // container endpoint, configured path only
+	ECSListen       []string // ECS address: every path (RELATIVE_URI)
+	CredentialsPath string
+	HealthListen    string
+	MetricsListen   string
+
+	STSRegion   string
+	STSEndpoint string
+
+	Audience           string
+	TokenExpiration    time.Duration
+	CredentialDuration time.Duration
+	RefreshFraction    float64
+	RefreshBefore      time.Duration
+	UnknownPodWait     time.Duration
+	ServiceAccountTTL  time.Duration
+	ShutdownTimeout    time.Duration
+
+	LogLevel  zapcore.Level
+	LogFormat string
+}
+
+// listFlag is a repeatable flag; the first explicit use replaces the default.
+type listFlag struct {
+	values *[]string
+	set    bool
+}
+
+func (l *listFlag) String() string {
+	if l.values == nil {
+		return ""
+	}
+	return strings.Join(*l.values, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.values, l.set = nil, true
+	}
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.values = append(*l.values, s)
+		}
+	}
+	return nil
+}
+
+// parseConfig reads flags, then the environment for any flag not given:
+// PODCREDS_<FLAG> (dashes as underscores), plus the conventional NODE_NAME,
+// KUBECONFIG and AWS_REGION that a DaemonSet sets.
+func parseConfig(args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{
+		Listen:    []string{"169.254.170.23:80", "[fd00:ec2::23]:80"},
+		ECSListen: []string{"169.254.170.2:80"},
+	}
+	fs := flag.NewFlagSet("podcreds agent", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.StringVar(&c.NodeName, "node-name", "", "this node's name, as in spec.nodeName (env NODE_NAME)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster (env KUBECONFIG)")
+	fs.Var(&listFlag{values: &c.Listen}, "listen", "container-credentials listen address, repeatable (AWS_CONTAINER_CREDENTIALS_FULL_URI)")
+	fs.Var(&listFlag{values: &c.ECSListen}, "ecs-listen", "listen address that serves credentials on every path, repeatable (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on 169.254.170.2); \"none\" disables")
+	fs.StringVar(&c.CredentialsPath, "credentials-path", "/v1/credentials", "path of the credentials endpoint on --listen addresses")
+	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8090", "address for /healthz and /readyz")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
+	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")
+	fs.StringVar(&c.STSEndpoint, "sts-endpoint", "", "STS endpoint URL override (VPC endpoint, MinIO); empty: the region's default")
+	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
+	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
+	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h, within the role's maximum)")
+	fs.Float64Var(&c.RefreshFraction, "refresh-fraction", cache.DefaultRefreshFraction, "refresh credentials after this fraction of their lifetime (with jitter)")
+	fs.DurationVar(&c.RefreshBefore, "refresh-before", cache.DefaultRefreshBefore, "refresh no later than when this much lifetime is left")
+	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
+	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	conventional := map[string]string{"node-name": "NODE_NAME", "kubeconfig": "KUBECONFIG", "sts-region": "AWS_REGION"}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := "PODCREDS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(env)
+		if v == "" && conventional[f.Name] != "" {
+			env = conventional[f.Name]
+			v = getenv(env)
+		}
+		if v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	if len(c.ECSListen) == 1 && c.ECSListen[0] == "none" {
+		c.ECSListen = nil
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeName == "" {
+		bad("-node-name (or NODE_NAME) is required: the agent serves only the pods of its own node")
+	}
+	if len(c.Listen)+len(c.ECSListen) == 0 {
+		bad("at least one -listen or -ecs-listen address is required")
+	}
+	for _, a := range append(append([]string{}, c.Listen...), c.ECSListen...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("listen address %q: %v", a, err)
+		}
+	}
+	for name, a := range map[string]string{"-health-listen": c.HealthListen, "-metrics-listen": c.MetricsListen} {
+		if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
+			bad("%s %q: %v", name, a, err)
+		}
+	}
+	if !strings.HasPrefix(c.CredentialsPath, "/") {
+		bad("-credentials-path %q must start with /", c.CredentialsPath)
+	}
+	if c.STSRegion == "" {
+		bad("-sts-region must not be empty")
+	}
+	if c.STSEndpoint != "" {
+		if u, err := url.Parse(c.STSEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("-sts-endpoint %q must be an http(s) URL", c.STSEndpoint)
+		}
+	}
+	if c.Audience == "" {
+		bad("-audience must not be empty")
+	}
+	if c.TokenExpiration < agent.MinTokenExpiration {
+		bad("-token-expiration %s is below the TokenRequest minimum of %s", c.TokenExpiration, agent.MinTokenExpiration)
+	}
+	if c.CredentialDuration < tokenreq.MinSessionDuration || c.CredentialDuration > tokenreq.MaxSessionDuration || c.CredentialDuration%time.Second != 0 {
+		bad("-credential-duration %s must be whole seconds from %s to %s", c.CredentialDuration, tokenreq.MinSessionDuration, tokenreq.MaxSessionDuration)
+	}
+	if c.RefreshFraction <= 0 || c.RefreshFraction >= 1 {
+		bad("-refresh-fraction %v must be between 0 and 1", c.RefreshFraction)
+	}
+	if c.RefreshBefore < 0 || c.RefreshBefore >= c.CredentialDuration {
+		bad("-refresh-before %s must be less than -credential-duration %s", c.RefreshBefore, c.CredentialDuration)
+	}
+	if c.UnknownPodWait < 0 || c.UnknownPodWait > 30*time.Second {
+		bad("-unknown-pod-wait %s must be between 0 and 30s (SDKs time out after 1–5s)", c.UnknownPodWait)
+	}
+	if c.ServiceAccountTTL <= 0 {
+		bad("-serviceaccount-ttl must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("-shutdown-timeout must be positive")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		bad("-log-format %q must be json or console", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}

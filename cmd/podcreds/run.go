@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/tokenreq"
+)
+
+// run wires the agent from cfg and serves until ctx ends.
+func run(ctx context.Context, cfg *Config) error {
+	logger, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+
+	restCfg, err := kubeConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = "podcreds/" + cfg.NodeName
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	tokens := tokenreq.NewTokenManager(client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
+	exchanger, err := tokenreq.NewExchanger(tokens, tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
+		tokenreq.ExchangerOptions{SessionDuration: cfg.CredentialDuration, Logger: logger, Metrics: m})
+	if err != nil {
+		return err
+	}
+	creds := cache.New(exchanger, cache.Options{
+		Logger: logger, Metrics: m,
+		RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore,
+	})
+	defer creds.Close()
+
+	var listeners []agent.Listener
+	for _, a := range cfg.Listen {
+		listeners = append(listeners, agent.Listener{Addr: a})
+	}
+	for _, a := range cfg.ECSListen {
+		listeners = append(listeners, agent.Listener{Addr: a, AnyPath: true})
+	}
+	a, err := agent.New(agent.Options{
+		NodeName: cfg.NodeName, Client: client, Cache: creds, Tokens: tokens,
+		Listeners: listeners, HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
+		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
+		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger: logger, Metrics: m,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("starting", zap.String("node", cfg.NodeName), zap.String("stsRegion", cfg.STSRegion),
+		zap.String("stsEndpoint", cfg.STSEndpoint), zap.Duration("credentialDuration", cfg.CredentialDuration))
+	err = a.Run(ctx)
+	logger.Info("stopped", zap.Error(err))
+	return err
+}
+
+func kubeConfig(path string) (*rest.Config, error) {
+	var c *rest.Config
+	var err error
+	if path != "" {
+		c, err = clientcmd.BuildConfigFromFlags("", path)
+	} else {
+		c, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	// Steady state is one watch and a trickle of TokenRequests; bursts come
+	// from many pods starting at once.
+	c.QPS, c.Burst = 20, 50
+	return c, nil
+}
+
+func newLogger(cfg *Config) (*zap.Logger, error) {
+	zc := zap.NewProductionConfig()
+	if cfg.LogFormat == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.Development = false
+	}
+	zc.Level = zap.NewAtomicLevelAt(cfg.LogLevel)
+	zc.DisableStacktrace = cfg.LogLevel > zap.DebugLevel
+	l, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("logger: %w", err)
+	}
+	return l.Named("podcreds"), nil
+}

@@ -1,0 +1,226 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/tokenreq"
+)
+
+// countingSTS wraps an STS client (MinIO's, or a scripted fake) to count
+// calls and optionally hold each one, so a test can prove how many exchanges
+// happened and that requests overlapped them.
+type countingSTS struct {
+	next  tokenreq.STSClient
+	calls atomic.Int64
+	delay time.Duration
+}
+
+func (c *countingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+	c.calls.Add(1)
+	if c.delay > 0 {
+		select {
+		case <-time.After(c.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
+}
+
+// fakeSTS answers from a script, for faults MinIO cannot produce.
+type fakeSTS struct {
+	mu       sync.Mutex
+	lifetime time.Duration
+	fail     error // returned instead of credentials when set
+	n        int
+}
+
+func (f *fakeSTS) AssumeRoleWithWebIdentity(_ context.Context, in *sts.AssumeRoleWithWebIdentityInput, _ ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.n++
+	return &sts.AssumeRoleWithWebIdentityOutput{
+		Credentials: &ststypes.Credentials{
+			AccessKeyId:     aws.String(fmt.Sprintf("ASIAFAKE%08d", f.n)),
+			SecretAccessKey: aws.String(fmt.Sprintf("secret-%d", f.n)),
+			SessionToken:    aws.String(fmt.Sprintf("session-%d-%s", f.n, aws.ToString(in.RoleArn))),
+			Expiration:      aws.Time(time.Now().Add(f.lifetime)),
+		},
+		AssumedRoleUser: &ststypes.AssumedRoleUser{Arn: aws.String("arn:aws:sts::123456789012:assumed-role/test/" + aws.ToString(in.RoleSessionName))},
+	}, nil
+}
+
+func (f *fakeSTS) setFail(err error) {
+	f.mu.Lock()
+	f.fail = err
+	f.mu.Unlock()
+}
+
+// agentHarness is one agent wired as cmd/podcreds wires it, on a loopback
+// port, for one test's node.
+type agentHarness struct {
+	t        *testing.T
+	node     string
+	agent    *agent.Agent
+	cache    *cache.Cache
+	sts      *countingSTS
+	metrics  *metrics.Metrics
+	registry *prometheus.Registry
+	url      string // credentials URL
+	stop     func()
+}
+
+type harnessOptions struct {
+	node     string
+	sts      tokenreq.STSClient // default: MinIO
+	duration time.Duration      // credential duration (default 15m, MinIO's minimum)
+	stsDelay time.Duration
+	cache    cache.Options // Logger and Metrics are filled in
+	wait     time.Duration // unknown-pod wait (default 300ms)
+}
+
+func startAgent(t *testing.T, o harnessOptions) *agentHarness {
+	t.Helper()
+	if o.sts == nil {
+		o.sts = env.STSClient()
+	}
+	if o.duration == 0 {
+		o.duration = 15 * time.Minute
+	}
+	if o.wait == 0 {
+		o.wait = 300 * time.Millisecond
+	}
+	logger := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
+	tokens := tokenreq.NewTokenManager(env.Client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
+	ex, err := tokenreq.NewExchanger(tokens, counting, tokenreq.ExchangerOptions{SessionDuration: o.duration, Logger: logger, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.cache.Logger, o.cache.Metrics = logger, m
+	c := cache.New(ex, o.cache)
+	a, err := agent.New(agent.Options{
+		NodeName: o.node, Client: env.Client, Cache: c, Tokens: tokens,
+		Listeners:       []agent.Listener{{Addr: "127.0.0.1:0"}},
+		DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour,
+		UnknownPodWait: o.wait, Logger: logger, Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.Ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("agent stopped before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready after 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := &agentHarness{
+		t: t, node: o.node, agent: a, cache: c, sts: counting, metrics: m, registry: reg,
+		url: "http://" + a.Addrs()[0].String() + "/v1/credentials",
+	}
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent Run: %v", err)
+			}
+			c.Close()
+		})
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+// podClient is an HTTP client whose connections come from ip, as a pod's do.
+func podClient(ip netip.Addr) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}, Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+}
+
+// reply is one decoded credentials-endpoint answer.
+type reply struct {
+	Status     int
+	RetryAfter string
+	Body       map[string]string
+}
+
+func (h *agentHarness) get(ip netip.Addr) reply {
+	h.t.Helper()
+	res, err := podClient(ip).Get(h.url)
+	if err != nil {
+		h.t.Fatalf("GET %s from %s: %v", h.url, ip, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := reply{Status: res.StatusCode, RetryAfter: res.Header.Get("Retry-After"), Body: map[string]string{}}
+	if err := json.Unmarshal(b, &r.Body); err != nil {
+		h.t.Fatalf("GET from %s: status %d, body not JSON: %q", ip, res.StatusCode, b)
+	}
+	return r
+}
+
+func (h *agentHarness) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// eventually polls cond until it holds or the timeout passes; for waiting on
+// another component (informer, background fetch), never for timing claims.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// addr returns 127.<a>.<b>.<c>, a pod address.
+func addr(a, b, c byte) netip.Addr { return netip.AddrFrom4([4]byte{127, a, b, c}) }
+
+// uniqueName makes a DNS-1123 name from a test name.
+func uniqueName(t *testing.T) string {
+	n := strings.ToLower(t.Name())
+	n = strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(n)
+	if len(n) > 50 {
+		n = n[:50]
+	}
+	return strings.Trim(n, "-")
+}
