@@ -1,0 +1,126 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Target is one thing to measure in an interleaved comparison.
+type Target struct {
+	// Name labels the target in Series and tables; names should be unique.
+	Name   string
+	Config Config
+}
+
+// Series is every round's Result for one target, in round order.
+type Series struct {
+	Name    string
+	Config  Config
+	Results []Result
+}
+
+// Interleave runs every target once per round, for rounds rounds, reversing
+// the order of targets every other round (A B, B A, A B, …). On a shared
+// machine throughput drifts over time; this ABBA order spreads the drift
+// evenly over the targets instead of charging it to whichever runs last.
+// It stops at the first error (a bad Config or a cancelled ctx) and returns
+// the rounds completed so far with it. Series are in the order of targets.
+func Interleave(ctx context.Context, rounds int, targets []Target) ([]Series, error) {
+	return interleave(ctx, rounds, targets, Run)
+}
+
+// interleave is Interleave with the runner injected, so tests can observe
+// the order without sending traffic.
+func interleave(ctx context.Context, rounds int, targets []Target, run func(context.Context, Config) (Result, error)) ([]Series, error) {
+	series := make([]Series, len(targets))
+	for i, t := range targets {
+		series[i] = Series{Name: t.Name, Config: t.Config, Results: make([]Result, 0, max(rounds, 0))}
+	}
+	for r := range rounds {
+		for k := range targets {
+			i := k
+			if r%2 == 1 {
+				i = len(targets) - 1 - k
+			}
+			res, err := run(ctx, targets[i].Config)
+			if err != nil {
+				return series, fmt.Errorf("loadgen: %s, round %d: %w", targets[i].Name, r+1, err)
+			}
+			series[i].Results = append(series[i].Results, res)
+		}
+	}
+	return series, nil
+}
+
+// Summary is the median of a series' rounds. The median, rather than the
+// mean, ignores the odd round spoiled by a neighbour's burst of CPU.
+type Summary struct {
+	Rounds        int
+	RPS           float64
+	P50, P90, P99 time.Duration
+	// Errors is the total over all rounds: any error makes the other
+	// numbers suspect.
+	Errors int
+}
+
+// Summarize returns the per-field medians of results.
+func Summarize(results []Result) Summary {
+	s := Summary{Rounds: len(results)}
+	if len(results) == 0 {
+		return s
+	}
+	rps := make([]float64, len(results))
+	p50 := make([]time.Duration, len(results))
+	p90 := make([]time.Duration, len(results))
+	p99 := make([]time.Duration, len(results))
+	for i, r := range results {
+		rps[i], p50[i], p90[i], p99[i] = r.RPS, r.P50, r.P90, r.P99
+		s.Errors += r.Errors
+	}
+	s.RPS = median(rps)
+	s.P50, s.P90, s.P99 = median(p50), median(p90), median(p99)
+	return s
+}
+
+// Summary returns the medians of s's rounds.
+func (s Series) Summary() Summary { return Summarize(s.Results) }
+
+// Ratio compares two summaries field by field, as a/b: an RPS ratio above 1
+// means a is faster, a latency ratio above 1 means a is slower. A field is 0
+// when b's is 0.
+type Ratio struct {
+	RPS, P50, P99 float64
+}
+
+// Compare returns a's medians divided by b's.
+func Compare(a, b Summary) Ratio {
+	return Ratio{
+		RPS: div(a.RPS, b.RPS),
+		P50: div(float64(a.P50), float64(b.P50)),
+		P99: div(float64(a.P99), float64(b.P99)),
+	}
+}
+
+func div(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// median returns the middle of xs (the mean of the two middles when even)
+// without reordering the caller's slice.
+func median[T float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
