@@ -1,0 +1,212 @@
+// Package tokenreq turns a pod's identity into temporary AWS credentials, the
+// way IRSA does but without a token file in the pod: a TokenManager gets a
+// ServiceAccount token bound to the pod from the Kubernetes TokenRequest API,
+// and an Exchanger trades it with STS AssumeRoleWithWebIdentity for the role
+// the ServiceAccount names. The Exchanger is the credentials cache's Fetcher.
+//
+// Tokens never leave this package except in the call to STS: no error, log
+// line or metric carries one.
+package tokenreq
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"go.uber.org/zap"
+	"k8s.io/utils/clock"
+
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/metrics"
+)
+
+// Defaults for what a cache.Key leaves unset, and STS's limits.
+const (
+	// DefaultAudience is IRSA's default token audience.
+	DefaultAudience = "sts.amazonaws.com"
+	// DefaultTokenExpiration is the lifetime of the ServiceAccount tokens
+	// podcreds asks for when the key names none. The token only travels to
+	// STS, so it can be short-lived; the TokenManager reuses it for about
+	// 48 minutes.
+	DefaultTokenExpiration = time.Hour
+	// DefaultSessionDuration is the lifetime of the AWS credentials, and
+	// the largest one every role accepts (MaxSessionDuration defaults to 1 h).
+	DefaultSessionDuration = time.Hour
+	// MinSessionDuration is the shortest session STS grants (900 s).
+	MinSessionDuration = 15 * time.Minute
+	// MaxSessionDuration is the longest session STS grants (43200 s).
+	MaxSessionDuration = 12 * time.Hour
+)
+
+// TokenSource gives out pod-bound ServiceAccount tokens. *TokenManager
+// implements it.
+type TokenSource interface {
+	// Token returns a token for spec; errors are *failure.Error values.
+	Token(ctx context.Context, spec TokenSpec) (string, error)
+	// Forget drops a cached token that STS rejected, so that the next
+	// Token call asks the API server for a new one.
+	Forget(spec TokenSpec)
+}
+
+var _ TokenSource = (*TokenManager)(nil)
+
+// ExchangerOptions configures an Exchanger. Every field is optional.
+type ExchangerOptions struct {
+	// SessionDuration is the lifetime asked of STS, in whole seconds
+	// within [MinSessionDuration, MaxSessionDuration]; zero means
+	// DefaultSessionDuration. A role accepts at most its MaxSessionDuration.
+	SessionDuration time.Duration
+	// Clock stamps Credentials.Issued; it defaults to the real clock.
+	Clock clock.PassiveClock
+	// Logger defaults to a no-op logger; the Exchanger names it "exchange".
+	Logger *zap.Logger
+	// Metrics, when set, counts STS calls and their latency.
+	Metrics *metrics.Metrics
+}
+
+// Exchanger is a cache.Fetcher that trades a pod's ServiceAccount token for
+// AWS credentials. It keeps no state of its own and is safe for concurrent
+// use.
+type Exchanger struct {
+	tokens   TokenSource
+	sts      STSClient
+	duration int32 // seconds
+	clock    clock.PassiveClock
+	logger   *zap.Logger
+	metrics  *metrics.Metrics
+}
+
+var _ cache.Fetcher = (*Exchanger)(nil)
+
+// NewExchanger returns an Exchanger that gets tokens from tokens and
+// exchanges them through client. It fails only on invalid options.
+func NewExchanger(tokens TokenSource, client STSClient, opts ExchangerOptions) (*Exchanger, error) {
+	if opts.SessionDuration == 0 {
+		opts.SessionDuration = DefaultSessionDuration
+	}
+	if opts.SessionDuration < MinSessionDuration || opts.SessionDuration > MaxSessionDuration ||
+		opts.SessionDuration%time.Second != 0 {
+		return nil, fmt.Errorf("session duration %v must be whole seconds between %v and %v",
+			opts.SessionDuration, MinSessionDuration, MaxSessionDuration)
+	}
+	if tokens == nil || client == nil {
+		return nil, fmt.Errorf("an Exchanger needs a token source and an STS client")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Exchanger{
+		tokens:   tokens,
+		sts:      client,
+		duration: int32(opts.SessionDuration / time.Second),
+		clock:    opts.Clock,
+		logger:   opts.Logger.Named("exchange"),
+		metrics:  opts.Metrics,
+	}, nil
+}
+
+// Fetch gets a token bound to pod for key's ServiceAccount and audience and
+// exchanges it for credentials for key.RoleARN. Errors are *failure.Error
+// values that name the role and ServiceAccount and never contain the token
+// or any credential.
+func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) (*cache.Credentials, error) {
+	who := fmt.Sprintf("ServiceAccount %s/%s", key.Namespace, key.ServiceAccount)
+	if key.RoleARN == "" {
+		return nil, failure.Final(http.StatusNotFound, "NoRole", "no IAM role is configured for "+who, nil)
+	}
+	spec := TokenSpec{
+		Namespace:      key.Namespace,
+		ServiceAccount: key.ServiceAccount,
+		Audience:       key.Audience,
+		Expiration:     key.TokenExpiration,
+		Pod:            pod,
+	}
+	if spec.Audience == "" {
+		spec.Audience = DefaultAudience
+	}
+	if spec.Expiration == 0 {
+		spec.Expiration = DefaultTokenExpiration
+	}
+	token, err := e.tokens.Token(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	out, err := e.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
+		RoleArn:          aws.String(key.RoleARN),
+		RoleSessionName:  aws.String(SessionName(key.Namespace, key.ServiceAccount)),
+		WebIdentityToken: aws.String(token),
+		DurationSeconds:  aws.Int32(e.duration),
+	})
+	elapsed := time.Since(start)
+
+	var creds *cache.Credentials
+	if err != nil {
+		fe := classifySTSError(err, token, key.RoleARN, who)
+		if tokenRejected(fe) {
+			e.tokens.Forget(spec)
+		}
+		err = fe
+	} else {
+		creds, err = e.credentials(out, key.RoleARN, who)
+	}
+	if e.metrics != nil {
+		e.metrics.STSDuration.Observe(elapsed.Seconds())
+		e.metrics.STSRequests.WithLabelValues(metrics.ResultOf(err, failure.IsRetriable)).Inc()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ce := e.logger.Check(zap.DebugLevel, "assumed role"); ce != nil {
+		ce.Write(zap.String("namespace", key.Namespace), zap.String("serviceAccount", key.ServiceAccount),
+			zap.String("roleARN", key.RoleARN), zap.Time("expiration", creds.Expiration))
+	}
+	return creds, nil
+}
+
+// credentials checks an STS answer and turns it into cache.Credentials. An
+// answer without credentials is STS misbehaving, which may pass.
+func (e *Exchanger) credentials(out *sts.AssumeRoleWithWebIdentityOutput, roleARN, who string) (*cache.Credentials, error) {
+	if out == nil || out.Credentials == nil || out.Credentials.Expiration == nil ||
+		aws.ToString(out.Credentials.AccessKeyId) == "" ||
+		aws.ToString(out.Credentials.SecretAccessKey) == "" ||
+		aws.ToString(out.Credentials.SessionToken) == "" {
+		return nil, failure.Retriable("InternalError",
+			"STS answered without complete credentials for role "+roleARN+" ("+who+")", 0, nil)
+	}
+	account := ""
+	if out.AssumedRoleUser != nil {
+		account = accountID(aws.ToString(out.AssumedRoleUser.Arn))
+	}
+	if account == "" {
+		account = accountID(roleARN)
+	}
+	c := out.Credentials
+	return cache.NewCredentials(*c.AccessKeyId, *c.SecretAccessKey, *c.SessionToken, account,
+		e.clock.Now(), c.Expiration.UTC()), nil
+}
+
+// accountID returns the account field of an ARN
+// (arn:partition:service:region:account:resource) when it is a 12-digit AWS
+// account ID, and "" otherwise (MinIO's ARNs, for one, have none).
+func accountID(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || len(parts[4]) != 12 {
+		return ""
+	}
+	for _, r := range parts[4] {
+		if r < '0' || r > '9' {
+			return ""
+		}
+	}
+	return parts[4]
+}
