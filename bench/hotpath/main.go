@@ -1,0 +1,229 @@
+// Command hotpath measures podcreds' credential hot path against its ceiling:
+// a bare net/http server answering a JSON body of the same size. Both run as
+// their own processes; the load generator in this one hits them in
+// interleaved rounds (order alternating) from many pod addresses, with
+// keep-alive and with a new connection per request, and prints medians and
+// ratios measured side by side.
+//
+// The agent is the real binary against a real kube-apiserver and MinIO STS
+// (internal/testenv); its cache is warm before measuring, so the rounds
+// measure exactly what a pod's SDK gets in steady state.
+//
+//	go run ./bench/hotpath -agent bin/podcreds
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/podcreds/podcreds/bench/bare"
+	"github.com/podcreds/podcreds/bench/loadgen"
+	"github.com/podcreds/podcreds/internal/testenv"
+)
+
+func main() {
+	agentBin := flag.String("agent", "bin/podcreds", "podcreds binary")
+	pods := flag.Int("pods", 32, "pods (source addresses) on the node")
+	rounds := flag.Int("rounds", 5, "interleaved rounds per target")
+	round := flag.Duration("round", 2*time.Second, "length of one round")
+	conc := flag.Int("concurrency", 4, "concurrent client connections")
+	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
+	bodySize := flag.Int("body-size", 0, "internal: bare body size")
+	flag.Parse()
+
+	if *serveBare != "" {
+		if err := runBare(*serveBare, *bodySize); err != nil {
+			fmt.Fprintln(os.Stderr, "bare:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc); err != nil {
+		fmt.Fprintln(os.Stderr, "hotpath:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc int) error {
+	agentBin, err := filepath.Abs(agentBin)
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+
+	const ns, node = "bench", "bench-node"
+	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
+		return err
+	}
+	var sources []netip.Addr
+	for i := range pods {
+		ip := netip.AddrFrom4([4]byte{127, 50, byte(i / 250), byte(i%250 + 1)})
+		sources = append(sources, ip)
+		if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: fmt.Sprintf("app-%d", i), ServiceAccount: "app", Node: node, IP: ip}); err != nil {
+			return err
+		}
+	}
+	kubeconfig := filepath.Join(env.Dir, "agent.kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
+		return err
+	}
+	agentAddr, healthAddr, bareAddr := freeAddr(), freeAddr(), freeAddr()
+	agent := exec.CommandContext(ctx, agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
+		"--listen="+agentAddr, "--ecs-listen=none", "--health-listen="+healthAddr, "--metrics-listen=",
+		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn")
+	var agentLog bytes.Buffer
+	agent.Stdout, agent.Stderr = &agentLog, &agentLog
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(agent)
+	if err := waitOK(ctx, "http://"+healthAddr+"/readyz", 30*time.Second); err != nil {
+		return fmt.Errorf("agent not ready: %w\n%s", err, agentLog.String())
+	}
+
+	url := "http://" + agentAddr + "/v1/credentials"
+	body, err := warm(ctx, url, sources)
+	if err != nil {
+		return fmt.Errorf("warming the agent: %w\n%s", err, agentLog.String())
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bareCmd := exec.CommandContext(ctx, self, "-serve-bare="+bareAddr, fmt.Sprintf("-body-size=%d", len(body)))
+	bareCmd.Stderr = os.Stderr
+	if err := bareCmd.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(bareCmd)
+	if err := waitOK(ctx, "http://"+bareAddr+"/", 10*time.Second); err != nil {
+		return err
+	}
+
+	var targets []loadgen.Target
+	for _, keepAlive := range []bool{true, false} {
+		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
+			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+				URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
+				Duration: round, ExpectBodyLen: len(body),
+			}})
+		}
+	}
+	fmt.Printf("hot path: %d pods, %d rounds x %s per target, %d connections, body %d bytes\n", pods, rounds, round, conc, len(body))
+	var all []loadgen.Series
+	for i := 0; i < len(targets); i += 2 {
+		series, err := loadgen.Interleave(ctx, rounds, targets[i:i+2])
+		if err != nil {
+			return err
+		}
+		all = append(all, series...)
+	}
+	if err := loadgen.FormatTable(os.Stdout, "bare", all); err != nil {
+		return err
+	}
+	for i := 0; i < len(all); i += 2 {
+		r := loadgen.Compare(all[i+1].Summary(), all[i].Summary())
+		fmt.Printf("ratio podcreds/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx\n", all[i].Config.Mode(), r.RPS, r.P50, r.P99)
+	}
+	if errs := errorsIn(all); errs > 0 {
+		return fmt.Errorf("%d requests failed during the run", errs)
+	}
+	return nil
+}
+
+// warm requests credentials once from every pod, so the rounds measure the
+// steady state, and returns the body served.
+func warm(ctx context.Context, url string, sources []netip.Addr) ([]byte, error) {
+	var body []byte
+	for _, ip := range sources {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}}
+		c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 10 * time.Second}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		res, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("from %s: %d %s %v", ip, res.StatusCode, body, err)
+		}
+	}
+	return body, nil
+}
+
+func runBare(addr string, size int) error {
+	body := bytes.Repeat([]byte("x"), size)
+	if size >= 2 {
+		body[0], body[size-1] = '"', '"' // a JSON string of the same length
+	}
+	return http.ListenAndServe(addr, bare.NewHandler(body))
+}
+
+func errorsIn(series []loadgen.Series) int {
+	n := 0
+	for _, s := range series {
+		for _, r := range s.Results {
+			n += r.Errors
+		}
+	}
+	return n
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitOK(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", res.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
