@@ -85,6 +85,15 @@ test: tools ## every test: unit, integration on a real control plane, fuzz seed 
 unit: ## only the tests that need no real control plane
 	$(GO) test -race -count=1 -short ./...
 
+demo: build tools ## bring up the control plane and MinIO, run the agent and an unmodified SDK client
+	$(GO) build -o bin/s3client ./examples/s3client
+	$(GO) run ./hack/demo --agent=bin/podcreds --client=bin/s3client
+
+bench: build tools ## hot path vs a bare net/http server (interleaved), plus handler and cache micro-benchmarks
+	$(GO) build -o bin/hotpath ./bench/hotpath
+	bin/hotpath -agent bin/podcreds
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/ ./cache/
+
 clean: ## remove build output (keeps the tool cache)
 	rm -rf bin
 
