@@ -94,6 +94,15 @@ bench: build tools ## hot path vs a bare net/http server (interleaved), plus han
 	bin/hotpath -agent bin/podcreds
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/ ./cache/
 
+# Every fuzz target, FUZZTIME each. Their seed corpora also run in `make test`.
+fuzz: ## run each fuzz target for FUZZTIME (default 60s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo ">> $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
 clean: ## remove build output (keeps the tool cache)
 	rm -rf bin
 

@@ -36,7 +36,6 @@ func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(creds.ContainerBody())
 	}
-	h.a.metrics.ServedRemaining.Observe(creds.Expiration.Sub(start).Seconds())
 	h.stats.done(http.StatusOK, start)
 }
 
