@@ -1,0 +1,206 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podcreds/podcreds/internal/failure"
+)
+
+func TestRefreshDelay(t *testing.T) {
+	tests := []struct {
+		name     string
+		life     time.Duration
+		opts     Options
+		min, max time.Duration // over Rand in [0, 1)
+	}{
+		{name: "one-hour credentials are refreshed 24 to 30 minutes in", life: time.Hour, min: 24 * time.Minute, max: 30 * time.Minute},
+		{name: "twelve-hour credentials are refreshed between 4.8 and 6 hours in", life: 12 * time.Hour, min: 288 * time.Minute, max: 6 * time.Hour},
+		{name: "thirty-minute credentials are refreshed before 20 minutes are left", life: 30 * time.Minute, min: 450 * time.Second, max: 10 * time.Minute},
+		{name: "fifteen-minute credentials are refreshed no sooner than a quarter in", life: 15 * time.Minute, min: 225 * time.Second, max: 225 * time.Second},
+		{name: "a late fraction is capped by RefreshBefore", life: time.Hour, opts: Options{RefreshFraction: 0.9}, min: 34 * time.Minute, max: 40 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, r := range []float64{0, 0.5, 0.999999} {
+				opts := tt.opts
+				opts.Rand = func() float64 { return r }
+				c := New(newFakeFetcher(nil), opts)
+				c.mu.Lock()
+				d := c.refreshDelayLocked(tt.life)
+				c.mu.Unlock()
+				c.Close()
+				if d < tt.min-time.Second || d > tt.max {
+					t.Errorf("Rand %v: refresh after %v, want within [%v, %v]", r, d, tt.min, tt.max)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoffSchedule(t *testing.T) {
+	// Equal jitter: attempt n waits in [b/2, b), b = min(1 s·2^(n−1), 2 min).
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 64, 120, 120, 120}
+	for _, r := range []float64{0, 0.5, 0.999999} {
+		c := New(newFakeFetcher(nil), Options{Rand: func() float64 { return r }})
+		for i, b := range want {
+			b *= time.Second
+			c.mu.Lock()
+			d := c.backoffLocked(i + 1)
+			c.mu.Unlock()
+			if d < b/2 || d >= b {
+				t.Errorf("Rand %v, attempt %d: %v, want within [%v, %v)", r, i+1, d, b/2, b)
+			}
+		}
+		c.Close()
+	}
+}
+
+func TestRetriableRefreshFailure(t *testing.T) {
+	const margin = DefaultSafetyMargin
+	throttled := failure.Retriable("Throttling", "rate exceeded", 0, nil)
+
+	t.Run("old credentials are served while retries back off, and fresh ones follow recovery", func(t *testing.T) {
+		const failures = 8 // refresh attempts 2..9 fail, the 10th succeeds
+		const step = 100 * time.Millisecond
+		h := newHarness(t, Options{Rand: rand.New(rand.NewPCG(1, 2)).Float64}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if n >= 2 && n <= 1+failures {
+					return throttled
+				}
+				return nil
+			}
+		})
+		key := testKey(1)
+		h.c.Acquire(key, testPod(1))
+		h.c.WaitIdle()
+		h.step(24*time.Minute - step) // the earliest possible refresh is at 24 min
+		for h.f.calls.Load() < 2+failures {
+			h.step(step)
+			if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0001" && h.f.calls.Load() <= 1+failures {
+				t.Fatalf("served %s while refreshes fail, want the old AKID0001", cr.AccessKeyID)
+			}
+		}
+		if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0010" {
+			t.Fatalf("after recovery served %s, want the fresh AKID0010", cr.AccessKeyID)
+		}
+
+		// The last delay checked below is the recovery: the fetcher
+		// recovered right after attempt 9 failed, and fresh credentials
+		// came within one backoff step of it.
+		recs := h.f.recorded()
+		ratios := map[float64]bool{}
+		for i := 2; i < len(recs); i++ { // recs[i] is retry number i−1
+			attempt := i - 1
+			b := min(time.Second<<(attempt-1), DefaultMaxBackoff)
+			got := recs[i].at.Sub(recs[i-1].at)
+			// Timers fire on the first step at or after their time.
+			if got < b/2 || got >= b+step {
+				t.Errorf("retry %d came %v after the previous attempt, want within [%v, %v)", attempt, got, b/2, b)
+			}
+			// Below the cap each window starts where the previous one
+			// ended, so the delays grow.
+			if i > 2 && b < DefaultMaxBackoff && got < recs[i-1].at.Sub(recs[i-2].at)-step {
+				t.Errorf("retry %d came sooner (%v) than the one before", attempt, got)
+			}
+			ratios[float64(got.Truncate(step))/float64(b)] = true
+			if !recs[i].background {
+				t.Errorf("attempt %d ran on the request path", i+1)
+			}
+		}
+		if len(ratios) < 3 {
+			t.Errorf("retry delays relative to their backoff: %v; want them jittered", ratios)
+		}
+		if got := testutil.ToFloat64(h.m.RefreshFailures); got != failures {
+			t.Errorf("refresh failures = %v, want %d", got, failures)
+		}
+	})
+
+	t.Run("when every retry fails until expiry, Get answers 503 and never serves expired credentials", func(t *testing.T) {
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if n >= 2 {
+					return throttled
+				}
+				return nil
+			}
+		})
+		key := testKey(1)
+		h.c.Acquire(key, testPod(1))
+		h.c.WaitIdle()
+		expiry := h.c.Peek(key).Expiration
+		var served, refused int
+		for h.clk.Now().Before(expiry.Add(10 * time.Minute)) {
+			h.step(10 * time.Second)
+			now := h.clk.Now()
+			cr, err := h.c.Get(context.Background(), key, testPod(1))
+			switch {
+			case err == nil:
+				served++
+				if left := cr.Expiration.Sub(now); left <= margin {
+					t.Fatalf("at %v served credentials with %v left", now.Sub(t0), left)
+				}
+			case failure.From(err).Status == http.StatusServiceUnavailable:
+				refused++
+				if left := expiry.Sub(now); left > margin {
+					t.Fatalf("at %v refused although the credentials have %v left: %v", now.Sub(t0), left, err)
+				}
+			default:
+				t.Fatalf("Get = %v, want credentials or a 503", err)
+			}
+		}
+		if served == 0 || refused == 0 {
+			t.Errorf("served %d times and refused %d, want both", served, refused)
+		}
+	})
+}
+
+func TestFinalRefreshFailure(t *testing.T) {
+	denied := failure.Final(http.StatusForbidden, "AccessDenied", "not authorized to assume the role", nil)
+	h := newHarness(t, Options{}, func(f *fakeFetcher) {
+		f.fail = func(n int64) error {
+			if n == 2 || n == 3 {
+				return denied
+			}
+			return nil
+		}
+	})
+	key := testKey(1)
+	h.c.Acquire(key, testPod(1))
+	h.c.WaitIdle()
+	h.step(27 * time.Minute) // the refresh, which is denied
+
+	if cr := h.c.Peek(key); cr != nil {
+		t.Fatalf("after a final failure the cache holds %s, want nothing", cr.AccessKeyID)
+	}
+	if _, err := h.c.Get(context.Background(), key, testPod(1)); !errors.Is(err, denied) {
+		t.Fatalf("Get = %v, want the final error", err)
+	}
+	if n := h.f.calls.Load(); n != 2 {
+		t.Errorf("fetches = %d, want 2: the final error is answered from memory", n)
+	}
+	if w := h.clk.Waiters(); w != 0 {
+		t.Errorf("timers pending after a final failure = %d, want 0", w)
+	}
+	if got := testutil.ToFloat64(h.m.RefreshFailures); got != 1 {
+		t.Errorf("refresh failures = %v, want 1", got)
+	}
+
+	h.step(DefaultFinalErrorTTL) // the final error is forgotten; a request tries again
+	if _, err := h.c.Get(context.Background(), key, testPod(1)); !errors.Is(err, denied) {
+		t.Fatalf("Get = %v, want the final error again", err)
+	}
+	h.step(DefaultFinalErrorTTL)
+	if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0004" {
+		t.Fatalf("Get after access was restored = %s, want AKID0004", cr.AccessKeyID)
+	}
+	if w := h.clk.Waiters(); w != 1 {
+		t.Errorf("timers pending after recovery = %d, want 1 (the refresh)", w)
+	}
+}
