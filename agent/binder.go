@@ -118,10 +118,3 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 	}
 	return err
 }
-
-// boundCount is the number of pods currently using a cache entry.
-func (b *binder) boundCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.bound)
-}

@@ -168,34 +168,34 @@ func (idx *PodIndex) unindexLocked(p *Pod) {
 // indexed answers from the index alone; found is false when no identifiable
 // pod has ip. It waits for nothing, and on a waiter miss returns the channel
 // that closes when a pod with ip is indexed.
-func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, err error, found bool, wake <-chan struct{}) {
+func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, found bool, wake <-chan struct{}, err error) {
 	idx.mu.RLock()
 	pods := idx.byIP[ip]
 	idx.mu.RUnlock()
 	switch len(pods) {
 	case 1:
-		return pods[0], nil, true, nil
+		return pods[0], true, nil, nil
 	case 0:
 	default:
-		return nil, ambiguous(ip, pods), true, nil
+		return nil, true, nil, ambiguous(ip, pods)
 	}
 	if !register {
-		return nil, nil, false, nil
+		return nil, false, nil, nil
 	}
 	idx.mu.Lock()
 	defer idx.mu.Unlock()
 	if pods := idx.byIP[ip]; len(pods) > 0 { // indexed since the read lock
 		if len(pods) > 1 {
-			return nil, ambiguous(ip, pods), true, nil
+			return nil, true, nil, ambiguous(ip, pods)
 		}
-		return pods[0], nil, true, nil
+		return pods[0], true, nil, nil
 	}
 	ch := idx.waiters[ip]
 	if ch == nil {
 		ch = make(chan struct{})
 		idx.waiters[ip] = ch
 	}
-	return nil, nil, false, ch
+	return nil, false, ch, nil
 }
 
 // Lookup returns the one identifiable pod on this node with address ip. An
@@ -203,13 +203,13 @@ func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, err error, f
 // (the pod may have started a moment ago and its status not reached us yet),
 // then asks the API server once, then answers ErrUnknownCaller.
 func (idx *PodIndex) Lookup(ctx context.Context, ip netip.Addr) (*Pod, error) {
-	if p, err, found, _ := idx.indexed(ip, false); found {
+	if p, found, _, err := idx.indexed(ip, false); found {
 		return p, err
 	}
 	deadline := time.NewTimer(idx.wait)
 	defer deadline.Stop()
 	for {
-		p, err, found, wake := idx.indexed(ip, true)
+		p, found, wake, err := idx.indexed(ip, true)
 		if found {
 			return p, err
 		}

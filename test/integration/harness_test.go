@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -196,8 +195,6 @@ func (h *agentHarness) get(ip netip.Addr) reply {
 	}
 	return r
 }
-
-func (h *agentHarness) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 // eventually polls cond until it holds or the timeout passes; for waiting on
 // another component (informer, background fetch), never for timing claims.
