@@ -25,8 +25,8 @@ type TokenDropper interface {
 }
 
 // binder keeps the cache's users in step with the pods on the node: a pod
-// with a role becomes a user of its key as soon as it is identifiable (so the
-// cache prefetches before the pod's first request), and stops being one when
+// with a role becomes a user of its key as soon as it is scheduled here (so
+// the cache prefetches before the pod's first request), and stops being one when
 // it finishes, terminates or is deleted (so nobody refreshes credentials for
 // a pod that is gone).
 //
@@ -94,10 +94,10 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 
 	var want cache.Key
 	var err error
-	if p != nil && p.Identifiable() {
+	if p != nil && p.WillRun() {
 		want, err = b.roles.Resolve(ctx, p.Namespace, p.ServiceAccount)
 	}
-	wanted := p != nil && p.Identifiable() && err == nil
+	wanted := p != nil && p.WillRun() && err == nil
 	if holding && (!wanted || held != want) {
 		b.cache.Release(held, uid)
 		b.mu.Lock()

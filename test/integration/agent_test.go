@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/metrics"
@@ -139,11 +141,23 @@ func TestPrefetchServesFirstRequestWithoutSTS(t *testing.T) {
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		t.Fatal(err)
 	}
-	ip := addr(22, 0, 1)
-	if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "app", ServiceAccount: "app", Node: h.node, IP: ip}); err != nil {
+	// Scheduled, not yet started: no IP. The agent should fetch already.
+	if err := env.EnsureNode(ctx, h.node); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the prefetch to land", func() bool { return h.cache.Len() == 1 && h.sts.calls.Load() == 1 && h.cachedAny() })
+	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: corev1.PodSpec{NodeName: h.node, ServiceAccountName: "app", AutomountServiceAccountToken: new(bool),
+			Containers: []corev1.Container{{Name: "app", Image: "podcreds.invalid/app:test"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the prefetch of a scheduled pod", func() bool { return h.cachedAny() })
+	ip := addr(22, 0, 1)
+	if _, err := env.SetPodStatus(ctx, pod, corev1.PodRunning, ip); err != nil {
+		t.Fatal(err)
+	}
 	r := h.get(ip)
 	if r.Status != http.StatusOK {
 		t.Fatalf("%d %v", r.Status, r.Body)
