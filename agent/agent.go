@@ -42,6 +42,13 @@ type Options struct {
 	Tokens TokenDropper
 
 	Listeners []Listener
+	// IMDSListeners serve the IMDS-compatible endpoint (opt-in; production
+	// address 169.254.169.254:80). IMDSTokenMode defaults to required;
+	// IMDSRegion and IMDSAvailabilityZone are what placement/ reports.
+	IMDSListeners        []string
+	IMDSTokenMode        IMDSTokenMode
+	IMDSRegion           string
+	IMDSAvailabilityZone string
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// Empty disables one.
 	HealthAddr, MetricsAddr string
@@ -80,6 +87,7 @@ type Agent struct {
 	ready    atomic.Bool
 	mu       sync.Mutex
 	addrs    []net.Addr // bound credential listeners, in Options order
+	imds     []net.Addr // bound IMDS listeners, in Options order
 	side     []net.Addr // bound health and metrics listeners
 	servers  []*http.Server
 	boundErr chan error
@@ -104,6 +112,13 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	switch opts.IMDSTokenMode {
+	case "":
+		opts.IMDSTokenMode = IMDSTokensRequired
+	case IMDSTokensRequired, IMDSTokensOptional:
+	default:
+		return nil, fmt.Errorf("agent: IMDS token mode %q is neither %q nor %q", opts.IMDSTokenMode, IMDSTokensRequired, IMDSTokensOptional)
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
 	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration)
@@ -184,6 +199,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		h.hosts = hosts
 		a.servers = append(a.servers, srv)
 	}
+	if len(a.opts.IMDSListeners) > 0 {
+		tokens := newIMDSTokens()
+		for _, addr := range a.opts.IMDSListeners {
+			hosts, err := hostsFor(addr)
+			if err != nil {
+				shutdown(a.servers, time.Second)
+				return fmt.Errorf("IMDS listen address %q: %w", addr, err)
+			}
+			// Pods address IMDS by its well-known IP; when a DNAT rule sends
+			// that to the agent, the Host header still says so.
+			hosts[imdsMetadataHost] = struct{}{}
+			h := &imdsHandler{a: a, tokens: tokens, stats: newEndpointStats(a.metrics, "imds")}
+			srv, bound, err := a.serve(addr, h)
+			if err != nil {
+				shutdown(a.servers, time.Second)
+				return err
+			}
+			a.setAddr(&a.imds, bound)
+			if more, err := hostsFor(bound.String()); err == nil {
+				for k := range more {
+					hosts[k] = struct{}{}
+				}
+			}
+			h.hosts = hosts
+			a.servers = append(a.servers, srv)
+		}
+	}
 	a.ready.Store(true)
 	a.logger.Info("serving credentials", zap.Strings("listen", a.listenAddrs()))
 
@@ -253,6 +295,13 @@ func (a *Agent) Addrs() []net.Addr {
 	return append([]net.Addr(nil), a.addrs...)
 }
 
+// IMDSAddrs returns the bound IMDS listeners, in Options order.
+func (a *Agent) IMDSAddrs() []net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]net.Addr(nil), a.imds...)
+}
+
 // SideAddrs returns the bound health and metrics listeners, in that order
 // (those configured).
 func (a *Agent) SideAddrs() []net.Addr {
@@ -263,7 +312,7 @@ func (a *Agent) SideAddrs() []net.Addr {
 
 func (a *Agent) listenAddrs() []string {
 	var s []string
-	for _, ad := range a.Addrs() {
+	for _, ad := range append(a.Addrs(), a.IMDSAddrs()...) {
 		s = append(s, ad.String())
 	}
 	return s

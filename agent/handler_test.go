@@ -40,6 +40,12 @@ func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 		Spec:       corev1.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
 	})
+	// A second pod of the same ServiceAccount, for replay tests.
+	a.index.upsert(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app-2", UID: "uid-2"},
+		Spec:       corev1.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.2", PodIPs: []corev1.PodIP{{IP: "10.0.0.2"}}},
+	})
 	// What the binder does when the informer reports the pod: the pod
 	// becomes a user of its entry and the cache prefetches.
 	if err := a.binder.sync(context.Background(), "uid-1"); err != nil {

@@ -89,7 +89,7 @@ func FuzzContainerRequest(f *testing.F) {
 	f.Add("GET", "/v1/credentials", "evil.example", "10.0.0.1:1")
 	f.Add("GET", "/", strings.Repeat("a", 300), "[::1]:9")
 	_, h, _ := newUnitAgent(f)
-	h.a.opts.UnknownPodWait = 0 // unknown addresses go straight to the (fake) API
+	h.a.index.wait = 0 // unknown addresses go straight to the (fake) API
 	f.Fuzz(func(t *testing.T, method, path, host, remote string) {
 		r, err := http.NewRequest(method, "http://169.254.170.23/", nil)
 		if err != nil {

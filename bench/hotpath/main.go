@@ -85,9 +85,9 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
 		return err
 	}
-	agentAddr, healthAddr, bareAddr := freeAddr(), freeAddr(), freeAddr()
+	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agent := exec.CommandContext(ctx, agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
-		"--listen="+agentAddr, "--ecs-listen=none", "--health-listen="+healthAddr, "--metrics-listen=",
+		"--listen="+agentAddr, "--ecs-listen=none", "--imds-listen="+imdsAddr, "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn")
 	var agentLog bytes.Buffer
 	agent.Stdout, agent.Stderr = &agentLog, &agentLog
@@ -104,18 +104,23 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if err != nil {
 		return fmt.Errorf("warming the agent: %w\n%s", err, agentLog.String())
 	}
-	self, err := os.Executable()
+	// IMDS: a session token is bound to one pod, so these rounds come from
+	// one pod address with its token; the bare ceiling gets the same.
+	imdsURL := "http://" + imdsAddr + "/latest/meta-data/iam/security-credentials/"
+	imdsHeader, imdsBody, err := imdsSession(ctx, "http://"+imdsAddr, sources[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("IMDS session: %w\n%s", err, agentLog.String())
 	}
-	bareCmd := exec.CommandContext(ctx, self, "-serve-bare="+bareAddr, fmt.Sprintf("-body-size=%d", len(body)))
-	bareCmd.Stderr = os.Stderr
-	if err := bareCmd.Start(); err != nil {
-		return err
-	}
-	defer stopProcess(bareCmd)
-	if err := waitOK(ctx, "http://"+bareAddr+"/", 10*time.Second); err != nil {
-		return err
+	imdsURL += string(imdsBody.role)
+	for _, b := range []struct {
+		addr string
+		size int
+	}{{bareAddr, len(body)}, {bareIMDSAddr, len(imdsBody.creds)}} {
+		stop, err := startBare(ctx, b.addr, b.size)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	var targets []loadgen.Target
@@ -124,6 +129,14 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
 				URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
 				Duration: round, ExpectBodyLen: len(body),
+			}})
+		}
+	}
+	for _, keepAlive := range []bool{true, false} {
+		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareIMDSAddr + "/"}, {"podcreds-imds", imdsURL}} {
+			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+				URL: t.url, Sources: sources[:1], KeepAlive: keepAlive, Concurrency: conc, Header: imdsHeader,
+				Duration: round, ExpectBodyLen: len(imdsBody.creds),
 			}})
 		}
 	}
@@ -141,7 +154,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	}
 	for i := 0; i < len(all); i += 2 {
 		r := loadgen.Compare(all[i+1].Summary(), all[i].Summary())
-		fmt.Printf("ratio podcreds/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx\n", all[i].Config.Mode(), r.RPS, r.P50, r.P99)
+		fmt.Printf("ratio %s/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx\n", all[i+1].Name, all[i].Config.Mode(), r.RPS, r.P50, r.P99)
 	}
 	if errs := errorsIn(all); errs > 0 {
 		return fmt.Errorf("%d requests failed during the run", errs)
@@ -168,6 +181,61 @@ func warm(ctx context.Context, url string, sources []netip.Addr) ([]byte, error)
 		}
 	}
 	return body, nil
+}
+
+type imdsAnswer struct{ role, creds []byte }
+
+// imdsSession does what an SDK does once: get a session token, list the
+// role, fetch its credentials. It returns the token header and the bodies.
+func imdsSession(ctx context.Context, base string, ip netip.Addr) (http.Header, imdsAnswer, error) {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}}
+	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 10 * time.Second}
+	do := func(method, path string, h http.Header) ([]byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, method, base+path, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
+		}
+		return b, err
+	}
+	token, err := do(http.MethodPut, "/latest/api/token", http.Header{"X-Aws-Ec2-Metadata-Token-Ttl-Seconds": {"21600"}})
+	if err != nil {
+		return nil, imdsAnswer{}, err
+	}
+	h := http.Header{"X-Aws-Ec2-Metadata-Token": {string(token)}}
+	var a imdsAnswer
+	if a.role, err = do(http.MethodGet, "/latest/meta-data/iam/security-credentials/", h); err != nil {
+		return nil, a, err
+	}
+	a.creds, err = do(http.MethodGet, "/latest/meta-data/iam/security-credentials/"+string(a.role), h)
+	return h, a, err
+}
+
+// startBare runs the bare ceiling in its own process (this binary, re-run).
+func startBare(ctx context.Context, addr string, size int) (func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-serve-bare="+addr, fmt.Sprintf("-body-size=%d", size))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() { stopProcess(cmd) }
+	if err := waitOK(ctx, "http://"+addr+"/", 10*time.Second); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
 func runBare(addr string, size int) error {

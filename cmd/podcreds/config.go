@@ -28,6 +28,11 @@ type Config struct {
 	HealthListen    string
 	MetricsListen   string
 
+	IMDSListen           []string // opt-in IMDS-compatible endpoint
+	IMDSTokens           string   // required or optional
+	IMDSRegion           string   // placement/region; default: STSRegion
+	IMDSAvailabilityZone string
+
 	STSRegion   string
 	STSEndpoint string
 
@@ -86,6 +91,10 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.CredentialsPath, "credentials-path", "/v1/credentials", "path of the credentials endpoint on --listen addresses")
 	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8090", "address for /healthz and /readyz")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
+	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set (production: 169.254.169.254:80)")
+	fs.StringVar(&c.IMDSTokens, "imds-tokens", "required", "IMDS session tokens: required (IMDSv2 only) or optional (IMDSv1 allowed)")
+	fs.StringVar(&c.IMDSRegion, "imds-region", "", "region IMDS reports in placement/region; empty: --sts-region")
+	fs.StringVar(&c.IMDSAvailabilityZone, "imds-availability-zone", "", "availability zone IMDS reports in placement/availability-zone; empty: 404")
 	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")
 	fs.StringVar(&c.STSEndpoint, "sts-endpoint", "", "STS endpoint URL override (VPC endpoint, MinIO); empty: the region's default")
 	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
@@ -135,6 +144,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	if len(c.ECSListen) == 1 && c.ECSListen[0] == "none" {
 		c.ECSListen = nil
 	}
+	if c.IMDSRegion == "" {
+		c.IMDSRegion = c.STSRegion
+	}
 	return c, c.validate()
 }
 
@@ -147,7 +159,7 @@ func (c *Config) validate() error {
 	if len(c.Listen)+len(c.ECSListen) == 0 {
 		bad("at least one -listen or -ecs-listen address is required")
 	}
-	for _, a := range append(append([]string{}, c.Listen...), c.ECSListen...) {
+	for _, a := range append(append(append([]string{}, c.Listen...), c.ECSListen...), c.IMDSListen...) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("listen address %q: %v", a, err)
 		}
@@ -191,6 +203,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")
+	}
+	if c.IMDSTokens != string(agent.IMDSTokensRequired) && c.IMDSTokens != string(agent.IMDSTokensOptional) {
+		bad("-imds-tokens %q must be required or optional", c.IMDSTokens)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("-log-format %q must be json or console", c.LogFormat)

@@ -60,7 +60,9 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 	a, err := agent.New(agent.Options{
 		NodeName: cfg.NodeName, Client: client, Cache: creds, Tokens: tokens,
-		Listeners: listeners, HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
+		Listeners: listeners, IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
+		IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
+		HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
 		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
 		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger: logger, Metrics: m,

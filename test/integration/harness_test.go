@@ -103,6 +103,7 @@ type harnessOptions struct {
 	cache    cache.Options // Logger and Metrics are filled in
 	wait     time.Duration // unknown-pod wait (default 300ms)
 	side     bool          // also serve health and metrics on loopback
+	imds     bool          // also serve the IMDS endpoint on loopback
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -127,12 +128,17 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	}
 	o.cache.Logger, o.cache.Metrics = logger, m
 	c := cache.New(ex, o.cache)
+	var imdsListeners []string
+	if o.imds {
+		imdsListeners = []string{"127.0.0.1:0"}
+	}
 	var healthAddr, metricsAddr string
 	if o.side {
 		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
 	a, err := agent.New(agent.Options{
 		NodeName: o.node, Client: env.Client, Cache: c, Tokens: tokens,
+		IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
 		HealthAddr: healthAddr, MetricsAddr: metricsAddr, Gatherer: reg, ShutdownTimeout: 10 * time.Second,
 		Listeners:       []agent.Listener{{Addr: "127.0.0.1:0"}},
 		DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour,
