@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -68,6 +69,12 @@ type Options struct {
 	ServiceAccountTTL time.Duration
 	// ShutdownTimeout bounds draining on stop (default 10s).
 	ShutdownTimeout time.Duration
+	// RateLimit and RateBurst bound requests per source address (per
+	// second, burst); RateLimit < 0 disables it (default 50/s, burst 100).
+	RateLimit float64
+	RateBurst int
+	// MaxConnections caps concurrent connections per listener (default 1024).
+	MaxConnections int
 
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
@@ -83,6 +90,7 @@ type Agent struct {
 	roles   *RoleResolver
 	cache   CredentialCache
 	binder  *binder
+	limiter *sourceLimiter
 
 	ready    atomic.Bool
 	mu       sync.Mutex
@@ -113,6 +121,12 @@ func New(opts Options) (*Agent, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.RateLimit == 0 {
+		opts.RateLimit, opts.RateBurst = 50, 100
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = 1024
+	}
 	switch opts.IMDSTokenMode {
 	case "":
 		opts.IMDSTokenMode = IMDSTokensRequired
@@ -121,6 +135,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: IMDS token mode %q is neither %q nor %q", opts.IMDSTokenMode, IMDSTokensRequired, IMDSTokensOptional)
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
+	a.limiter = newSourceLimiter(opts.RateLimit, opts.RateBurst)
 	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration)
 	a.binder = newBinder(a.roles, opts.Cache, opts.Tokens, opts.Logger)
 	a.index = NewPodIndex(opts.Client, opts.NodeName, opts.UnknownPodWait, opts.Logger, opts.Metrics, a.binder.enqueue)
@@ -248,6 +263,9 @@ func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	// A bounded number of connections: past it, new ones wait in the
+	// kernel's backlog instead of costing goroutines and memory.
+	l = netutil.LimitListener(l, a.opts.MaxConnections)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -41,8 +41,8 @@ type binder struct {
 	logger *zap.Logger
 	queue  workqueue.TypedRateLimitingInterface[types.UID]
 
-	mu    sync.Mutex
-	bound map[types.UID]cache.Key // owned by the workers
+	mu    sync.RWMutex // guards bound; read on the request path
+	bound map[types.UID]cache.Key
 }
 
 func newBinder(roles *RoleResolver, c CredentialCache, tokens TokenDropper, logger *zap.Logger) *binder {
@@ -117,4 +117,12 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 		b.logger.Debug("cannot resolve role yet; will retry", zap.Stringer("pod", p), zap.Error(err))
 	}
 	return err
+}
+
+// holds reports whether the pod is bound to key.
+func (b *binder) holds(uid types.UID, key cache.Key) bool {
+	b.mu.RLock()
+	held, ok := b.bound[uid]
+	b.mu.RUnlock()
+	return ok && held == key
 }

@@ -53,20 +53,36 @@ func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, err
 	if err != nil {
 		return nil, err
 	}
-	key, err := h.a.roles.Resolve(r.Context(), pod.Namespace, pod.ServiceAccount)
+	key, err := h.a.resolve(r, pod)
 	if err != nil {
 		return nil, err
 	}
 	return h.a.cache.Get(r.Context(), key, pod.Ref())
 }
 
-// identify finds the pod a request comes from by its source address.
+// identify finds the pod a request comes from by its source address, after
+// charging the address's rate limit.
 func (a *Agent) identify(r *http.Request) (*Pod, error) {
 	ip, ok := remoteIP(r.RemoteAddr)
 	if !ok {
 		return nil, errRemote
 	}
+	if err := a.limiter.allow(ip, time.Now()); err != nil {
+		return nil, err
+	}
 	return a.index.Lookup(r.Context(), ip)
+}
+
+// resolve returns the credentials key of pod's ServiceAccount. If it is not
+// the key the binder holds for the pod (the ServiceAccount's role changed
+// since), the pod is queued for rebinding, so its new entry is kept and
+// refreshed rather than fetched per request.
+func (a *Agent) resolve(r *http.Request, pod *Pod) (cache.Key, error) {
+	key, err := a.roles.Resolve(r.Context(), pod.Namespace, pod.ServiceAccount)
+	if err == nil && !a.binder.holds(pod.UID, key) {
+		a.binder.enqueue(pod.UID)
+	}
+	return key, err
 }
 
 // remoteIP parses net/http's RemoteAddr ("ip:port", "[ip%zone]:port").

@@ -130,7 +130,7 @@ func (h *imdsHandler) serveToken(w http.ResponseWriter, r *http.Request, start t
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
-	ip, _ := remoteIP(r.RemoteAddr)
+	ip, _ := remoteIP(r.RemoteAddr) // identify parsed it already
 	token := h.tokens.mint(start.Add(time.Duration(ttl)*time.Second), ip, pod.UID)
 	hdr := w.Header()
 	hdr["Content-Type"] = textContentType
@@ -158,7 +158,7 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
 
 // serveIAM answers the iam/ paths for pod's role.
 func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start time.Time, pod *Pod, p string) {
-	key, err := h.a.roles.Resolve(r.Context(), pod.Namespace, pod.ServiceAccount)
+	key, err := h.a.resolve(r, pod)
 	if err != nil {
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return

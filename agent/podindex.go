@@ -62,7 +62,11 @@ func NewPodIndex(client kubernetes.Interface, node string, wait time.Duration, l
 		node: node, client: client, wait: wait, logger: logger.Named("pods"), metrics: m, onChange: onChange,
 		byIP: map[netip.Addr][]*Pod{}, byUID: map[types.UID]*Pod{}, waiters: map[netip.Addr]chan struct{}{},
 	}
-	idx.factory = informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+	// No periodic resync: re-handling every pod every few minutes would make
+	// each node re-read its ServiceAccounts for nothing (bench/model: the
+	// largest API load at 5000 nodes). A changed role is noticed on the
+	// request path instead (Agent.resolve).
+	idx.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 		}),
@@ -70,8 +74,13 @@ func NewPodIndex(client kubernetes.Interface, node string, wait time.Duration, l
 	)
 	idx.informer = idx.factory.Core().V1().Pods().Informer()
 	_, _ = idx.informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { idx.upsert(obj) },
-		UpdateFunc: func(_, obj any) { idx.upsert(obj) },
+		AddFunc: func(obj any) { idx.upsert(obj) },
+		UpdateFunc: func(old, obj any) {
+			if o, n, ok := podPair(old, obj); ok && o.ResourceVersion == n.ResourceVersion {
+				return // a relist that changed nothing
+			}
+			idx.upsert(obj)
+		},
 		DeleteFunc: idx.remove,
 	})
 	return idx
@@ -97,6 +106,12 @@ func (idx *PodIndex) Pod(uid types.UID) *Pod {
 	idx.mu.RLock()
 	defer idx.mu.RUnlock()
 	return idx.byUID[uid]
+}
+
+func podPair(old, obj any) (*corev1.Pod, *corev1.Pod, bool) {
+	o, ok1 := old.(*corev1.Pod)
+	n, ok2 := obj.(*corev1.Pod)
+	return o, n, ok1 && ok2
 }
 
 func (idx *PodIndex) upsert(obj any) {

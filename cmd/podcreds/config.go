@@ -44,6 +44,9 @@ type Config struct {
 	UnknownPodWait     time.Duration
 	ServiceAccountTTL  time.Duration
 	ShutdownTimeout    time.Duration
+	RateLimit          float64
+	RateBurst          int
+	MaxConnections     int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -105,6 +108,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
+	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
+	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console")
 
@@ -206,6 +212,12 @@ func (c *Config) validate() error {
 	}
 	if c.IMDSTokens != string(agent.IMDSTokensRequired) && c.IMDSTokens != string(agent.IMDSTokensOptional) {
 		bad("-imds-tokens %q must be required or optional", c.IMDSTokens)
+	}
+	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
+		bad("-rate-limit must be 0 (off) or positive with -rate-burst at least 1")
+	}
+	if c.MaxConnections < 1 {
+		bad("-max-connections must be at least 1")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("-log-format %q must be json or console", c.LogFormat)

@@ -64,6 +64,7 @@ func run(ctx context.Context, cfg *Config) error {
 		IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
 		HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
 		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
+		RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger: logger, Metrics: m,
 	})
@@ -75,6 +76,14 @@ func run(ctx context.Context, cfg *Config) error {
 	err = a.Run(ctx)
 	logger.Info("stopped", zap.Error(err))
 	return err
+}
+
+// rateLimit maps the flag's "0 disables" to the agent's "negative disables".
+func rateLimit(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
 }
 
 func kubeConfig(path string) (*rest.Config, error) {

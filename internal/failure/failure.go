@@ -65,6 +65,13 @@ func Final(status int, code, message string, err error) *Error {
 	return &Error{Status: status, Code: code, Message: message, Err: err}
 }
 
+// TooManyRequests returns a 429 asking the caller to slow down for
+// retryAfter (rounded up to whole seconds on the wire).
+func TooManyRequests(retryAfter time.Duration) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "TooManyRequests",
+		Message: "too many requests from this address", RetryAfter: max(retryAfter, time.Second)}
+}
+
 // From returns the *Error in err's chain, or a generic retriable internal
 // error for anything unclassified (an unknown failure should make the client
 // come back, not give up for good).
