@@ -73,6 +73,9 @@ type Options struct {
 	// second, burst); RateLimit < 0 disables it (default 50/s, burst 100).
 	RateLimit float64
 	RateBurst int
+	// AllowedAccounts, if set, are the only AWS accounts whose roles are
+	// served (a pod asking for another account's role gets 403).
+	AllowedAccounts []string
 	// MaxConnections caps concurrent connections per listener (default 1024).
 	MaxConnections int
 
@@ -136,7 +139,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
 	a.limiter = newSourceLimiter(opts.RateLimit, opts.RateBurst)
-	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration)
+	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration, opts.AllowedAccounts)
 	a.binder = newBinder(a.roles, opts.Cache, opts.Tokens, opts.Logger)
 	a.index = NewPodIndex(opts.Client, opts.NodeName, opts.UnknownPodWait, opts.Logger, opts.Metrics, a.binder.enqueue)
 	a.binder.index = a.index

@@ -95,7 +95,7 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 	var want cache.Key
 	var err error
 	if p != nil && p.WillRun() {
-		want, err = b.roles.Resolve(ctx, p.Namespace, p.ServiceAccount)
+		want, err = b.roles.Resolve(ctx, p)
 	}
 	wanted := p != nil && p.WillRun() && err == nil
 	if holding && (!wanted || held != want) {

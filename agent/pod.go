@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,8 @@ type Pod struct {
 	Phase       corev1.PodPhase
 	// Deleting is set once the pod has a deletion timestamp.
 	Deleting bool
+	// RoleARN is the role the pod's PodRoleAnnotation asks for, if any.
+	RoleARN string
 }
 
 // Ref names the pod for the cache and the TokenRequest binding.
@@ -62,6 +65,7 @@ func podFromObject(o *corev1.Pod) *Pod {
 		HostNetwork:    o.Spec.HostNetwork,
 		Phase:          o.Status.Phase,
 		Deleting:       o.DeletionTimestamp != nil,
+		RoleARN:        strings.TrimSpace(o.Annotations[PodRoleAnnotation]),
 	}
 	if p.ServiceAccount == "" {
 		p.ServiceAccount = "default"
@@ -108,7 +112,12 @@ func trimPod(obj any) (any, error) {
 }
 
 func metaTrim(o *corev1.Pod) metav1.ObjectMeta {
+	var ann map[string]string
+	if v, ok := o.Annotations[PodRoleAnnotation]; ok {
+		ann = map[string]string{PodRoleAnnotation: v} // the only annotation read
+	}
 	return metav1.ObjectMeta{
+		Annotations:       ann,
 		Name:              o.Name,
 		Namespace:         o.Namespace,
 		UID:               o.UID,

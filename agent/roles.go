@@ -39,6 +39,7 @@ type RoleResolver struct {
 	ttl, negTTL     time.Duration
 	defaultAudience string
 	defaultExpiry   time.Duration
+	accounts        map[string]struct{} // allowed role accounts; empty: all
 	group           singleflight.Group
 
 	mu      sync.RWMutex
@@ -48,24 +49,73 @@ type RoleResolver struct {
 type saName struct{ namespace, name string }
 
 type resolved struct {
-	key     cache.Key
-	err     error
-	expires time.Time
+	key      cache.Key // RoleARN empty when the ServiceAccount names none
+	patterns []string  // a namespace's allowed role patterns
+	err      error
+	expires  time.Time
 }
 
 // NewRoleResolver caches answers for ttl (a missing role or ServiceAccount
 // for a fifth of it, so a newly annotated ServiceAccount works quickly).
-func NewRoleResolver(client kubernetes.Interface, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration) *RoleResolver {
-	return &RoleResolver{
+// accounts, if not empty, are the only AWS accounts whose roles are served.
+func NewRoleResolver(client kubernetes.Interface, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration, accounts []string) *RoleResolver {
+	r := &RoleResolver{
 		client: client, clock: clk, ttl: ttl, negTTL: ttl / 5,
 		defaultAudience: defaultAudience, defaultExpiry: defaultExpiry,
 		answers: map[saName]resolved{},
 	}
+	if len(accounts) > 0 {
+		r.accounts = map[string]struct{}{}
+		for _, a := range accounts {
+			r.accounts[a] = struct{}{}
+		}
+	}
+	return r
 }
 
-// Resolve returns the credentials key for ServiceAccount namespace/name, or a
-// final 404 naming the ServiceAccount when it has no role.
-func (r *RoleResolver) Resolve(ctx context.Context, namespace, name string) (cache.Key, error) {
+// Resolve returns the credentials key for pod: its ServiceAccount's role, or
+// the role its PodRoleAnnotation picks if its namespace allows that role.
+// There is no fallback: a pod without a role of its own gets a final 404
+// naming its ServiceAccount, a disallowed choice a final 403.
+func (r *RoleResolver) Resolve(ctx context.Context, pod *Pod) (cache.Key, error) {
+	key, err := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
+	if err != nil {
+		return cache.Key{}, err
+	}
+	if pod.RoleARN != "" {
+		patterns, err := r.allowedRoles(ctx, pod.Namespace)
+		if err != nil {
+			return cache.Key{}, err
+		}
+		if !validARN(pod.RoleARN) || !anyMatch(patterns, pod.RoleARN) {
+			return cache.Key{}, failure.Final(http.StatusForbidden, "RoleNotAllowed",
+				fmt.Sprintf("pod %s asks for role %s, which namespace %s does not allow (annotation %s)", pod, pod.RoleARN, pod.Namespace, AllowedRolesAnnotation), nil)
+		}
+		key.RoleARN = pod.RoleARN
+	} else if key.RoleARN == "" {
+		return cache.Key{}, failure.Final(http.StatusNotFound, "NoRole",
+			fmt.Sprintf("serviceaccount %s/%s has no %s annotation", pod.Namespace, pod.ServiceAccount, RoleAnnotation), nil)
+	}
+	if err := r.checkAccount(key.RoleARN); err != nil {
+		return cache.Key{}, err
+	}
+	return key, nil
+}
+
+func anyMatch(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if globMatch(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func validARN(s string) bool { return strings.HasPrefix(s, "arn:") && strings.Count(s, ":") >= 5 }
+
+// serviceAccount returns the key its ServiceAccount gives, RoleARN possibly
+// empty.
+func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name string) (cache.Key, error) {
 	n := saName{namespace, name}
 	r.mu.RLock()
 	a, ok := r.answers[n]
@@ -106,11 +156,7 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 			fmt.Sprintf("cannot read serviceaccount %s/%s from the Kubernetes API", namespace, name), 0, err)}
 	}
 	role := strings.TrimSpace(sa.Annotations[RoleAnnotation])
-	if role == "" {
-		return neg(failure.Final(http.StatusNotFound, "NoRole",
-			fmt.Sprintf("serviceaccount %s/%s has no %s annotation", namespace, name, RoleAnnotation), nil))
-	}
-	if !strings.HasPrefix(role, "arn:") || strings.Count(role, ":") < 5 {
+	if role != "" && !validARN(role) {
 		return neg(failure.Final(http.StatusNotFound, "InvalidRole",
 			fmt.Sprintf("serviceaccount %s/%s: annotation %s is not an ARN: %q", namespace, name, RoleAnnotation, role), nil))
 	}
@@ -126,5 +172,9 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 		}
 		key.TokenExpiration = time.Duration(secs) * time.Second
 	}
-	return resolved{key: key, expires: now.Add(r.ttl)}
+	expires := now.Add(r.ttl)
+	if role == "" {
+		expires = now.Add(r.negTTL) // so a newly annotated ServiceAccount works soon
+	}
+	return resolved{key: key, expires: expires}
 }

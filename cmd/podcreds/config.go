@@ -45,6 +45,7 @@ type Config struct {
 	ServiceAccountTTL  time.Duration
 	ShutdownTimeout    time.Duration
 	RateLimit          float64
+	AllowedAccounts    []string
 	RateBurst          int
 	MaxConnections     int
 
@@ -108,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener")
@@ -215,6 +217,11 @@ func (c *Config) validate() error {
 	}
 	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
 		bad("-rate-limit must be 0 (off) or positive with -rate-burst at least 1")
+	}
+	for _, a := range c.AllowedAccounts {
+		if len(a) != 12 || strings.Trim(a, "0123456789") != "" {
+			bad("-allowed-accounts: %q is not a 12-digit AWS account ID", a)
+		}
 	}
 	if c.MaxConnections < 1 {
 		bad("-max-connections must be at least 1")

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podcreds/podcreds/internal/failure"
+)
+
+// Role selection beyond the ServiceAccount's annotation.
+const (
+	// PodRoleAnnotation on a pod picks a role other than its ServiceAccount's.
+	// It is honoured only if the pod's namespace allows that role.
+	PodRoleAnnotation = "podcreds.io/role-arn"
+	// AllowedRolesAnnotation on a namespace lists the role ARN patterns its
+	// pods may pick, separated by commas or newlines; `*` matches any run of
+	// characters (including `/`). Without it, pods may not pick roles.
+	AllowedRolesAnnotation = "podcreds.io/allowed-roles"
+)
+
+// allowedRoles reads a namespace's role patterns, cached like ServiceAccounts.
+func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]string, error) {
+	n := saName{namespace, ""} // the empty name marks a namespace entry
+	r.mu.RLock()
+	a, ok := r.answers[n]
+	r.mu.RUnlock()
+	if ok && r.clock.Now().Before(a.expires) {
+		return a.patterns, a.err
+	}
+	ch := r.group.DoChan("ns/"+namespace, func() (any, error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		now := r.clock.Now()
+		ns, err := r.client.CoreV1().Namespaces().Get(cctx, namespace, metav1.GetOptions{})
+		var a resolved
+		switch {
+		case apierrors.IsNotFound(err):
+			a = resolved{expires: now.Add(r.negTTL)}
+		case err != nil:
+			return resolved{err: failure.Retriable("NamespaceLookupFailed",
+				fmt.Sprintf("cannot read namespace %s from the Kubernetes API", namespace), 0, err)}, nil
+		default:
+			a = resolved{patterns: splitPatterns(ns.Annotations[AllowedRolesAnnotation]), expires: now.Add(r.ttl)}
+		}
+		r.mu.Lock()
+		r.answers[n] = a
+		r.mu.Unlock()
+		return a, nil
+	})
+	select {
+	case res := <-ch:
+		a := res.Val.(resolved)
+		return a.patterns, a.err
+	case <-ctx.Done():
+		return nil, failure.Retriable("RequestCancelled", "request ended while reading the namespace", 0, ctx.Err())
+	}
+}
+
+func splitPatterns(s string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' || r == '\t' }) {
+		out = append(out, p)
+	}
+	return out
+}
+
+// globMatch reports whether s matches pattern, where `*` matches any run of
+// characters and everything else matches itself.
+func globMatch(pattern, s string) bool {
+	for {
+		star := strings.IndexByte(pattern, '*')
+		if star < 0 {
+			return pattern == s
+		}
+		if !strings.HasPrefix(s, pattern[:star]) {
+			return false
+		}
+		s, pattern = s[star:], pattern[star+1:]
+		if pattern == "" {
+			return true
+		}
+		// Try every position for the rest (patterns are short).
+		for i := 0; i <= len(s); i++ {
+			if globMatch(pattern, s[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// checkAccount enforces the account allow-list (empty: every account).
+func (r *RoleResolver) checkAccount(role string) error {
+	if len(r.accounts) == 0 {
+		return nil
+	}
+	if _, ok := r.accounts[accountOf(role)]; ok {
+		return nil
+	}
+	return failure.Final(http.StatusForbidden, "AccountNotAllowed",
+		fmt.Sprintf("role %s is not in an account this agent may serve", role), nil)
+}
+
+// accountOf returns the account field of an ARN (arn:partition:service:
+// region:ACCOUNT:resource), without allocating.
+func accountOf(arn string) string {
+	field, start := 0, 0
+	for i := 0; i < len(arn); i++ {
+		if arn[i] != ':' {
+			continue
+		}
+		if field == 4 {
+			return arn[start:i]
+		}
+		field++
+		start = i + 1
+	}
+	return ""
+}
