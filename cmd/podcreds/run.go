@@ -65,7 +65,7 @@ func run(ctx context.Context, cfg *Config) error {
 		HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
 		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
 		AllowedAccounts: cfg.AllowedAccounts,
-		RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
+		RateLimit:       rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger: logger, Metrics: m,
 	})
