@@ -63,36 +63,27 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 }
 
 func splitPatterns(s string) []string {
-	var out []string
-	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' || r == '\t' }) {
-		out = append(out, p)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' || r == '\t' })
 }
 
 // globMatch reports whether s matches pattern, where `*` matches any run of
 // characters and everything else matches itself.
 func globMatch(pattern, s string) bool {
-	for {
-		star := strings.IndexByte(pattern, '*')
-		if star < 0 {
-			return pattern == s
-		}
-		if !strings.HasPrefix(s, pattern[:star]) {
-			return false
-		}
-		s, pattern = s[star:], pattern[star+1:]
-		if pattern == "" {
-			return true
-		}
-		// Try every position for the rest (patterns are short).
-		for i := 0; i <= len(s); i++ {
-			if globMatch(pattern, s[i:]) {
-				return true
-			}
-		}
+	star := strings.IndexByte(pattern, '*')
+	if star < 0 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, pattern[:star]) {
 		return false
 	}
+	rest := pattern[star+1:]
+	// Try every split for the rest (patterns are short, a few stars at most).
+	for i := star; i <= len(s); i++ {
+		if globMatch(rest, s[i:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkAccount enforces the account allow-list (empty: every account).
