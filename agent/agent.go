@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -338,6 +339,10 @@ func (a *Agent) listenAddrs() []string {
 	}
 	return s
 }
+
+// Pod returns what the agent currently knows of the pod with uid on its
+// node, or nil once the pod's deletion has reached it.
+func (a *Agent) Pod(uid types.UID) *Pod { return a.index.Pod(uid) }
 
 // Ready reports whether the agent serves credentials: informer synced,
 // listeners bound, not shutting down.

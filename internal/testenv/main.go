@@ -20,7 +20,10 @@ type Runner interface{ Run() int }
 //
 //	var env *testenv.Env
 //	func TestMain(m *testing.M) { testenv.Main(m, &env) }
-func Main(m Runner, env **Env) {
+//
+// Each check runs after the tests, with the environment still up; one that
+// fails turns the package's result into a failure.
+func Main(m Runner, env **Env, checks ...func() error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	start := time.Now()
 	e, err := Start(ctx, Options{KeepDir: os.Getenv("PODCREDS_KEEP_TESTENV") != ""})
@@ -32,6 +35,12 @@ func Main(m Runner, env **Env) {
 	fmt.Fprintf(os.Stderr, "testenv: etcd, kube-apiserver and minio ready in %s\n", time.Since(start).Round(10*time.Millisecond))
 	*env = e
 	code := m.Run()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			code = 1
+		}
+	}
 	e.Stop()
 	os.Exit(code)
 }

@@ -19,6 +19,7 @@ import (
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/podcreds/podcreds/agent"
@@ -96,14 +97,15 @@ type agentHarness struct {
 }
 
 type harnessOptions struct {
-	node     string
-	sts      tokenreq.STSClient // default: MinIO
-	duration time.Duration      // credential duration (default 15m, MinIO's minimum)
-	stsDelay time.Duration
-	cache    cache.Options // Logger and Metrics are filled in
-	wait     time.Duration // unknown-pod wait (default 300ms)
-	side     bool          // also serve health and metrics on loopback
-	imds     bool          // also serve the IMDS endpoint on loopback
+	node      string
+	sts       tokenreq.STSClient // default: MinIO
+	duration  time.Duration      // credential duration (default 15m, MinIO's minimum)
+	stsDelay  time.Duration
+	cache     cache.Options // Logger and Metrics are filled in
+	wait      time.Duration // unknown-pod wait (default 300ms)
+	side      bool          // also serve health and metrics on loopback
+	imds      bool          // also serve the IMDS endpoint on loopback
+	rateLimit float64       // per-address limit; 0: the agent's default, <0: off
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -117,11 +119,16 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	if o.wait == 0 {
 		o.wait = 300 * time.Millisecond
 	}
-	logger := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	// Debug level everywhere, written both to the test's log and to the
+	// sink that the secret scan reads after the suite.
+	logger := zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel), zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewTee(c, secrets.core())
+	})))
+	client := secrets.agentClient()
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
-	tokens := tokenreq.NewTokenManager(env.Client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
+	tokens := tokenreq.NewTokenManager(client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
 	ex, err := tokenreq.NewExchanger(tokens, counting, tokenreq.ExchangerOptions{SessionDuration: o.duration, Logger: logger, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +144,7 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
 	a, err := agent.New(agent.Options{
-		NodeName: o.node, Client: env.Client, Cache: c, Tokens: tokens,
+		NodeName: o.node, Client: client, Cache: c, Tokens: tokens, RateLimit: o.rateLimit,
 		IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
 		HealthAddr: healthAddr, MetricsAddr: metricsAddr, Gatherer: reg, ShutdownTimeout: 10 * time.Second,
 		Listeners:       []agent.Listener{{Addr: "127.0.0.1:0"}},
@@ -205,6 +212,7 @@ func (h *agentHarness) get(ip netip.Addr) reply {
 	if err := json.Unmarshal(b, &r.Body); err != nil {
 		h.t.Fatalf("GET from %s: status %d, body not JSON: %q", ip, res.StatusCode, b)
 	}
+	secrets.recordServed(r.Body)
 	return r
 }
 

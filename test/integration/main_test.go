@@ -12,4 +12,6 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+// After every test has run, the debug logs of every agent are scanned for
+// every secret the suite saw handed out.
+func TestMain(m *testing.M) { testenv.Main(m, &env, secrets.scanLogs) }

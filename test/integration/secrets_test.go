@@ -1,0 +1,121 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// secretLog collects every agent's debug log and every secret handed out
+// during the run: the credentials clients received and the ServiceAccount
+// tokens the API server minted for the agents.
+type secretLog struct {
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	secrets map[string]string // secret -> what it is
+	agents  int               // agents started
+}
+
+var secrets = &secretLog{secrets: map[string]string{}}
+
+func (s *secretLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.Write(p)
+}
+
+func (s *secretLog) Sync() error { return nil }
+
+func (s *secretLog) add(secret, what string) {
+	if len(secret) < 8 { // too short to be a credential; would match by chance
+		return
+	}
+	s.mu.Lock()
+	s.secrets[secret] = what
+	s.mu.Unlock()
+}
+
+// recordServed notes the secret parts of a credentials response.
+func (s *secretLog) recordServed(body map[string]string) {
+	s.add(body["SecretAccessKey"], "a secret access key served")
+	s.add(body["Token"], "a session token served")
+}
+
+// core returns a zap core writing JSON at debug level into the sink.
+func (s *secretLog) core() zapcore.Core {
+	return zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(s), zapcore.DebugLevel)
+}
+
+// agentClient is env's admin client with a transport that records every
+// ServiceAccount token the API server returns.
+func (s *secretLog) agentClient() kubernetes.Interface {
+	s.mu.Lock()
+	s.agents++
+	s.mu.Unlock()
+	cfg := rest.CopyConfig(env.Config)
+	// JSON, so the recorder can read the tokens in responses.
+	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			res, err := rt.RoundTrip(req)
+			if err != nil || req.Method != http.MethodPost || !strings.HasSuffix(req.URL.Path, "/token") {
+				return res, err
+			}
+			b, rerr := io.ReadAll(res.Body)
+			res.Body.Close()
+			res.Body = io.NopCloser(bytes.NewReader(b))
+			if rerr != nil {
+				return res, err
+			}
+			var tr struct {
+				Status struct {
+					Token string `json:"token"`
+				} `json:"status"`
+			}
+			if json.Unmarshal(b, &tr) == nil {
+				s.add(tr.Status.Token, "a ServiceAccount token minted for the agent")
+			}
+			return res, err
+		})
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// scanLogs fails if any recorded secret appears in any agent's log.
+func (s *secretLog) scanLogs() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	logs := s.logs.String()
+	kinds := map[string]int{}
+	for _, what := range s.secrets {
+		kinds[what]++
+	}
+	if s.agents > 0 && (len(logs) == 0 || kinds["a ServiceAccount token minted for the agent"] == 0) {
+		return fmt.Errorf("secret scan: %d agents ran but %d bytes of logs and %d ServiceAccount tokens were recorded: the recorder is broken",
+			s.agents, len(logs), kinds["a ServiceAccount token minted for the agent"])
+	}
+	var leaks []string
+	for secret, what := range s.secrets {
+		if strings.Contains(logs, secret) {
+			leaks = append(leaks, what)
+		}
+	}
+	if len(leaks) > 0 {
+		return fmt.Errorf("%d secrets found in agent logs: %v", len(leaks), leaks)
+	}
+	fmt.Printf("secret scan: %d secrets handed out (%v), none in %d bytes of debug logs\n", len(s.secrets), kinds, len(logs))
+	return nil
+}
