@@ -74,6 +74,11 @@ type Options struct {
 	// second, burst); RateLimit < 0 disables it (default 50/s, burst 100).
 	RateLimit float64
 	RateBurst int
+	// TokenMode and Verifier control the container endpoint's check of a
+	// presented ServiceAccount token (default if-present; off when Verifier
+	// is nil). hostNetwork pods are served only with a verified token.
+	TokenMode TokenMode
+	Verifier  Verifier
 	// AllowedAccounts, if set, are the only AWS accounts whose roles are
 	// served (a pod asking for another account's role gets 403).
 	AllowedAccounts []string
@@ -130,6 +135,16 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = 1024
+	}
+	switch opts.TokenMode {
+	case "":
+		opts.TokenMode = TokenIfPresent
+	case TokenOff, TokenIfPresent, TokenRequired:
+	default:
+		return nil, fmt.Errorf("agent: token mode %q is not off, if-present or required", opts.TokenMode)
+	}
+	if opts.TokenMode == TokenRequired && opts.Verifier == nil {
+		return nil, errors.New("agent: token mode required needs a Verifier")
 	}
 	switch opts.IMDSTokenMode {
 	case "":

@@ -49,7 +49,7 @@ func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, err
 	if !h.anyPath && r.URL.Path != h.a.opts.CredentialsPath {
 		return nil, errPath
 	}
-	pod, err := h.a.identify(r)
+	pod, err := h.a.identifyContainer(r)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +71,29 @@ func (a *Agent) identify(r *http.Request) (*Pod, error) {
 		return nil, err
 	}
 	return a.index.Lookup(r.Context(), ip)
+}
+
+// identifyContainer identifies a container-endpoint caller, applying the
+// token mode: a presented token must agree with the source address.
+func (a *Agent) identifyContainer(r *http.Request) (*Pod, error) {
+	if a.opts.TokenMode == TokenOff || a.opts.Verifier == nil {
+		return a.identify(r)
+	}
+	ip, ok := remoteIP(r.RemoteAddr)
+	if !ok {
+		return nil, errRemote
+	}
+	if err := a.limiter.allow(ip, time.Now()); err != nil {
+		return nil, err
+	}
+	token := presentedToken(r)
+	if token == "" {
+		if a.opts.TokenMode == TokenRequired {
+			return nil, errTokenMissing
+		}
+		return a.index.Lookup(r.Context(), ip)
+	}
+	return a.identifyWithToken(r.Context(), ip, token)
 }
 
 // resolve returns the credentials key of pod's ServiceAccount. If it is not

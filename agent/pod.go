@@ -43,12 +43,12 @@ func (p *Pod) Identifiable() bool {
 		p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
 }
 
-// WillRun reports whether the pod is, or is about to be, a running
-// non-hostNetwork pod: such a pod's credentials are worth fetching as soon as
-// it is scheduled, before it even has an address, so the STS exchange
-// overlaps its image pull and container start.
+// WillRun reports whether the pod is, or is about to be, running: its
+// credentials are worth fetching as soon as it is scheduled, before it even
+// has an address, so the STS exchange overlaps its image pull and container
+// start. (hostNetwork pods included: they are served on a verified token.)
 func (p *Pod) WillRun() bool {
-	return !p.HostNetwork && !p.Deleting && p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
+	return !p.Deleting && p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
 }
 
 // String is namespace/name, for logs and messages.

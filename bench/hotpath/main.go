@@ -28,6 +28,9 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/podcreds/podcreds/bench/bare"
 	"github.com/podcreds/podcreds/bench/loadgen"
 	"github.com/podcreds/podcreds/internal/testenv"
@@ -74,11 +77,22 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return err
 	}
 	var sources []netip.Addr
+	var pod0Token string
 	for i := range pods {
 		ip := netip.AddrFrom4([4]byte{127, 50, byte(i / 250), byte(i%250 + 1)})
 		sources = append(sources, ip)
-		if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: fmt.Sprintf("app-%d", i), ServiceAccount: "app", Node: node, IP: ip}); err != nil {
+		pod, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: fmt.Sprintf("app-%d", i), ServiceAccount: "app", Node: node, IP: ip})
+		if err != nil {
 			return err
+		}
+		if i == 0 { // the projected token pod 0 presents (audience: the agent's default)
+			tr, err := env.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+				Audiences: []string{"podcreds"}, BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			pod0Token = tr.Status.Token
 		}
 	}
 	kubeconfig := filepath.Join(env.Dir, "agent.kubeconfig")
@@ -131,6 +145,17 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
 			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
 				URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
+				Duration: round, ExpectBodyLen: len(body),
+			}})
+		}
+	}
+	// A pod presenting its projected token (--token-verification=if-present,
+	// the default): one pod's address, its token in Authorization.
+	tokenHeader := http.Header{"Authorization": {pod0Token}}
+	for _, keepAlive := range []bool{true, false} {
+		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds+token", url}} {
+			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+				URL: t.url, Sources: sources[:1], KeepAlive: keepAlive, Concurrency: conc, Header: tokenHeader,
 				Duration: round, ExpectBodyLen: len(body),
 			}})
 		}

@@ -37,6 +37,9 @@ type Config struct {
 	STSEndpoint string
 
 	Audience           string
+	TokenVerification  string
+	TokenAudience      string
+	TokenIssuer        string
 	TokenExpiration    time.Duration
 	CredentialDuration time.Duration
 	RefreshFraction    float64
@@ -102,6 +105,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")
 	fs.StringVar(&c.STSEndpoint, "sts-endpoint", "", "STS endpoint URL override (VPC endpoint, MinIO); empty: the region's default")
 	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
+	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization: off, if-present or required")
+	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
+	fs.StringVar(&c.TokenIssuer, "token-issuer", "", "ServiceAccount token issuer (https URL) whose OIDC discovery verifies presented tokens; empty: ask the API server")
 	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
 	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h, within the role's maximum)")
 	fs.Float64Var(&c.RefreshFraction, "refresh-fraction", cache.DefaultRefreshFraction, "refresh credentials after this fraction of their lifetime (with jitter)")
@@ -211,6 +217,23 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")
+	}
+	switch agent.TokenMode(c.TokenVerification) {
+	case agent.TokenOff, agent.TokenIfPresent:
+	case agent.TokenRequired:
+		if len(c.IMDSListen) > 0 {
+			bad("-token-verification=required cannot serve -imds-listen: IMDS requests carry no ServiceAccount token")
+		}
+	default:
+		bad("-token-verification %q must be off, if-present or required", c.TokenVerification)
+	}
+	if c.TokenVerification != string(agent.TokenOff) && c.TokenAudience == "" {
+		bad("-token-audience must not be empty")
+	}
+	if c.TokenIssuer != "" {
+		if u, err := url.Parse(c.TokenIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("-token-issuer %q must be an https URL", c.TokenIssuer)
+		}
 	}
 	if c.IMDSTokens != string(agent.IMDSTokensRequired) && c.IMDSTokens != string(agent.IMDSTokensOptional) {
 		bad("-imds-tokens %q must be required or optional", c.IMDSTokens)

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,6 +18,7 @@ import (
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -51,6 +56,15 @@ func run(ctx context.Context, cfg *Config) error {
 	})
 	defer creds.Close()
 
+	var verifier agent.Verifier
+	if cfg.TokenVerification != string(agent.TokenOff) {
+		v, err := newVerifier(ctx, cfg, restCfg, client, logger)
+		if err != nil {
+			return err
+		}
+		verifier = v
+	}
+
 	var listeners []agent.Listener
 	for _, a := range cfg.Listen {
 		listeners = append(listeners, agent.Listener{Addr: a})
@@ -65,7 +79,8 @@ func run(ctx context.Context, cfg *Config) error {
 		HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
 		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
 		AllowedAccounts: cfg.AllowedAccounts,
-		RateLimit:       rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
+		TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
+		RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger: logger, Metrics: m,
 	})
@@ -77,6 +92,40 @@ func run(ctx context.Context, cfg *Config) error {
 	err = a.Run(ctx)
 	logger.Info("stopped", zap.Error(err))
 	return err
+}
+
+// newVerifier builds the presented-token verifier. Without --token-issuer it
+// asks the API server for its issuer; when the issuer is the API server
+// itself, discovery goes through the agent's own authenticated connection
+// (trusting the cluster CA), otherwise through the system's roots.
+func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client kubernetes.Interface, logger *zap.Logger) (*oidc.Verifier, error) {
+	issuer := cfg.TokenIssuer
+	if issuer == "" {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		raw, err := client.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").DoRaw(cctx)
+		if err != nil {
+			return nil, fmt.Errorf("discovering the ServiceAccount token issuer from the API server (set -token-issuer, or -token-verification=off): %w", err)
+		}
+		var doc struct {
+			Issuer string `json:"issuer"`
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil || doc.Issuer == "" {
+			return nil, fmt.Errorf("the API server's OIDC discovery document names no issuer (set -token-issuer, or -token-verification=off)")
+		}
+		issuer = doc.Issuer
+	}
+	httpClient := &http.Client{Timeout: 15 * time.Second}
+	if iu, err := url.Parse(issuer); err == nil {
+		if hu, err := url.Parse(restCfg.Host); err == nil && iu.Host == hu.Host {
+			if httpClient, err = rest.HTTPClientFor(restCfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	logger.Info("verifying presented ServiceAccount tokens", zap.String("mode", cfg.TokenVerification),
+		zap.String("issuer", issuer), zap.String("audience", cfg.TokenAudience))
+	return oidc.New(oidc.Options{Issuer: issuer, Audience: cfg.TokenAudience, HTTPClient: httpClient, Logger: logger})
 }
 
 // rateLimit maps the flag's "0 disables" to the agent's "negative disables".

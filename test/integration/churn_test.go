@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/internal/testenv"
 )
 
@@ -32,15 +33,32 @@ var podRoleIndex = regexp.MustCompile(`role/pod-(\d+)$`)
 // the agent in order on one watch, so once it has dropped pod k, every
 // earlier pod is gone too: a response for any pod <= k is a violation.
 // PODCREDS_CHURN_CYCLES overrides the 1000 cycles.
+//
+// With token verification required, each client also presents the token of
+// the pod it is (the newest one): then no response may ever carry another
+// pod's credentials than the token's, deleted or not.
 func TestIPReuseNeverServesTheDeadPodsRole(t *testing.T) {
 	cycles := 1000
 	if v, err := strconv.Atoi(os.Getenv("PODCREDS_CHURN_CYCLES")); err == nil && v > 0 {
 		cycles = v
 	}
+	t.Run("identified by address", func(t *testing.T) { churn(t, cycles, agent.TokenOff) })
+	t.Run("with verification required", func(t *testing.T) { churn(t, cycles, agent.TokenRequired) })
+}
+
+// presented is the token a churn client sends, and whose pod it names.
+type presented struct {
+	pod   int64
+	token string
+}
+
+func churn(t *testing.T, cycles int, mode agent.TokenMode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	ns := uniqueName(t)
-	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: &fakeSTS{lifetime: time.Hour}, rateLimit: -1, wait: 50 * time.Millisecond})
+	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: &fakeSTS{lifetime: time.Hour}, rateLimit: -1, wait: 50 * time.Millisecond, tokenMode: mode})
+	var current atomic.Pointer[presented]
+	var crossPod atomic.Int64
 	ip := addr(31, 0, 1)
 
 	var mu sync.Mutex
@@ -76,7 +94,12 @@ func TestIPReuseNeverServesTheDeadPodsRole(t *testing.T) {
 				default:
 				}
 				dead := observedDeleted() // read before sending
-				res, err := client.Get(h.url)
+				req, _ := http.NewRequest(http.MethodGet, h.url, nil)
+				tok := current.Load()
+				if mode == agent.TokenRequired && tok != nil {
+					req.Header.Set("Authorization", tok.token)
+				}
+				res, err := client.Do(req)
 				if err != nil {
 					continue
 				}
@@ -95,7 +118,13 @@ func TestIPReuseNeverServesTheDeadPodsRole(t *testing.T) {
 					continue
 				}
 				checked.Add(1)
-				if i, _ := strconv.ParseInt(m[1], 10, 64); i <= dead {
+				i, _ := strconv.ParseInt(m[1], 10, 64)
+				if mode == agent.TokenRequired && (tok == nil || i != tok.pod) {
+					crossPod.Add(1)
+					msg := fmt.Sprintf("served pod %d's credentials to a request with pod %v's token", i, tok)
+					firstViolation.CompareAndSwap(nil, &msg)
+				}
+				if i <= dead {
 					violations.Add(1)
 					msg := fmt.Sprintf("served pod %d's role after the agent had seen pod %d deleted", i, dead)
 					firstViolation.CompareAndSwap(nil, &msg)
@@ -125,6 +154,9 @@ func TestIPReuseNeverServesTheDeadPodsRole(t *testing.T) {
 		mu.Lock()
 		uids = append(uids, pod.UID)
 		mu.Unlock()
+		if mode == agent.TokenRequired {
+			current.Store(&presented{pod: int64(i), token: requestToken(ctx, t, ns, sa, podTokenAudience, pod.Name, string(pod.UID))})
+		}
 		eventually(t, 10*time.Second, "the new pod to be indexed", func() bool { return h.agent.Pod(pod.UID) != nil })
 	}
 	close(stop)
@@ -132,6 +164,9 @@ func TestIPReuseNeverServesTheDeadPodsRole(t *testing.T) {
 
 	t.Logf("%d cycles in %s: %d responses served, %d refused (404/503 while the address changed hands), %d checked",
 		cycles, time.Since(start).Round(time.Millisecond), served.Load(), refused.Load(), checked.Load())
+	if c := crossPod.Load(); c > 0 {
+		t.Fatalf("%d cross-pod responses with verification required; first: %s", c, *firstViolation.Load())
+	}
 	if v := violations.Load(); v > 0 {
 		t.Fatalf("%d responses carried a deleted pod's role; first: %s", v, *firstViolation.Load())
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/oidc"
 	"github.com/podcreds/podcreds/internal/testenv"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -101,11 +102,12 @@ type harnessOptions struct {
 	sts       tokenreq.STSClient // default: MinIO
 	duration  time.Duration      // credential duration (default 15m, MinIO's minimum)
 	stsDelay  time.Duration
-	cache     cache.Options // Logger and Metrics are filled in
-	wait      time.Duration // unknown-pod wait (default 300ms)
-	side      bool          // also serve health and metrics on loopback
-	imds      bool          // also serve the IMDS endpoint on loopback
-	rateLimit float64       // per-address limit; 0: the agent's default, <0: off
+	cache     cache.Options   // Logger and Metrics are filled in
+	wait      time.Duration   // unknown-pod wait (default 300ms)
+	side      bool            // also serve health and metrics on loopback
+	imds      bool            // also serve the IMDS endpoint on loopback
+	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
+	tokenMode agent.TokenMode // presented-token check; default off here
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -143,7 +145,21 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	if o.side {
 		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
+	if o.tokenMode == "" {
+		o.tokenMode = agent.TokenOff
+	}
+	var verifier agent.Verifier
+	if o.tokenMode != agent.TokenOff {
+		hc, err := env.AnonymousHTTPClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if verifier, err = oidc.New(oidc.Options{Issuer: env.IssuerURL, Audience: podTokenAudience, HTTPClient: hc, Logger: logger}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	a, err := agent.New(agent.Options{
+		TokenMode: o.tokenMode, Verifier: verifier,
 		NodeName: o.node, Client: client, Cache: c, Tokens: tokens, RateLimit: o.rateLimit,
 		IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
 		HealthAddr: healthAddr, MetricsAddr: metricsAddr, Gatherer: reg, ShutdownTimeout: 10 * time.Second,
@@ -200,9 +216,20 @@ type reply struct {
 	Body       map[string]string
 }
 
-func (h *agentHarness) get(ip netip.Addr) reply {
+// podTokenAudience is the audience of the tokens pods present to the agent.
+const podTokenAudience = "podcreds"
+
+func (h *agentHarness) get(ip netip.Addr) reply { return h.getWithToken(ip, "") }
+
+// getWithToken asks for credentials from ip, presenting token (if not empty)
+// in Authorization as SDKs do from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+func (h *agentHarness) getWithToken(ip netip.Addr, token string) reply {
 	h.t.Helper()
-	res, err := podClient(ip).Get(h.url)
+	req, _ := http.NewRequest(http.MethodGet, h.url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
+	res, err := podClient(ip).Do(req)
 	if err != nil {
 		h.t.Fatalf("GET %s from %s: %v", h.url, ip, err)
 	}
