@@ -17,8 +17,8 @@ import (
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/metrics"
 	"github.com/podcreds/podcreds/internal/oidc"
+	"github.com/podcreds/podcreds/internal/stack"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -40,22 +40,6 @@ func run(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-
-	tokens := tokenreq.NewTokenManager(client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
-	exchanger, err := tokenreq.NewExchanger(tokens, tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
-		tokenreq.ExchangerOptions{SessionDuration: cfg.CredentialDuration, Logger: logger, Metrics: m})
-	if err != nil {
-		return err
-	}
-	creds := cache.New(exchanger, cache.Options{
-		Logger: logger, Metrics: m,
-		RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore,
-	})
-	defer creds.Close()
-
 	var verifier agent.Verifier
 	if cfg.TokenVerification != string(agent.TokenOff) {
 		v, err := newVerifier(ctx, cfg, restCfg, client, logger)
@@ -72,21 +56,29 @@ func run(ctx context.Context, cfg *Config) error {
 	for _, a := range cfg.ECSListen {
 		listeners = append(listeners, agent.Listener{Addr: a, AnyPath: true})
 	}
-	a, err := agent.New(agent.Options{
-		NodeName: cfg.NodeName, Client: client, Cache: creds, Tokens: tokens,
-		Listeners: listeners, IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
-		IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
-		HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, Gatherer: reg,
-		CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
-		AllowedAccounts: cfg.AllowedAccounts,
-		TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
-		RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
-		UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger: logger, Metrics: m,
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st, err := stack.Build(stack.Options{
+		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
+		SessionDuration: cfg.CredentialDuration, Logger: logger, Registry: reg,
+		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore},
+		Agent: agent.Options{
+			NodeName: cfg.NodeName, Listeners: listeners,
+			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
+			IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
+			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen,
+			CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
+			AllowedAccounts: cfg.AllowedAccounts,
+			TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
+			RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
+			UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
+		},
 	})
 	if err != nil {
 		return err
 	}
+	defer st.Close()
+	a := st.Agent
 	logger.Info("starting", zap.String("node", cfg.NodeName), zap.String("stsRegion", cfg.STSRegion),
 		zap.String("stsEndpoint", cfg.STSEndpoint), zap.Duration("credentialDuration", cfg.CredentialDuration))
 	err = a.Run(ctx)

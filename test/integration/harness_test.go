@@ -26,6 +26,7 @@ import (
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/metrics"
 	"github.com/podcreds/podcreds/internal/oidc"
+	"github.com/podcreds/podcreds/internal/stack"
 	"github.com/podcreds/podcreds/internal/testenv"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -127,24 +128,7 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 		return zapcore.NewTee(c, secrets.core())
 	})))
 	client := secrets.agentClient()
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
 	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
-	tokens := tokenreq.NewTokenManager(client, tokenreq.TokenOptions{Logger: logger, Metrics: m})
-	ex, err := tokenreq.NewExchanger(tokens, counting, tokenreq.ExchangerOptions{SessionDuration: o.duration, Logger: logger, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.cache.Logger, o.cache.Metrics = logger, m
-	c := cache.New(ex, o.cache)
-	var imdsListeners []string
-	if o.imds {
-		imdsListeners = []string{"127.0.0.1:0"}
-	}
-	var healthAddr, metricsAddr string
-	if o.side {
-		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
-	}
 	if o.tokenMode == "" {
 		o.tokenMode = agent.TokenOff
 	}
@@ -158,18 +142,28 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 			t.Fatal(err)
 		}
 	}
-	a, err := agent.New(agent.Options{
-		TokenMode: o.tokenMode, Verifier: verifier,
-		NodeName: o.node, Client: client, Cache: c, Tokens: tokens, RateLimit: o.rateLimit,
-		IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
-		HealthAddr: healthAddr, MetricsAddr: metricsAddr, Gatherer: reg, ShutdownTimeout: 10 * time.Second,
-		Listeners:       []agent.Listener{{Addr: "127.0.0.1:0"}},
-		DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour,
-		UnknownPodWait: o.wait, Logger: logger, Metrics: m,
+	var imdsListeners []string
+	if o.imds {
+		imdsListeners = []string{"127.0.0.1:0"}
+	}
+	var healthAddr, metricsAddr string
+	if o.side {
+		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
+	}
+	st, err := stack.Build(stack.Options{
+		Client: client, STS: counting, SessionDuration: o.duration, Logger: logger, Cache: o.cache,
+		Agent: agent.Options{
+			NodeName: o.node, RateLimit: o.rateLimit, TokenMode: o.tokenMode, Verifier: verifier,
+			Listeners:     []agent.Listener{{Addr: "127.0.0.1:0"}},
+			IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
+			HealthAddr: healthAddr, MetricsAddr: metricsAddr, ShutdownTimeout: 10 * time.Second,
+			DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour, UnknownPodWait: o.wait,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	a, c, m, reg := st.Agent, st.Cache, st.Metrics, st.Registry
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -1,0 +1,76 @@
+// Package stack assembles one node agent from its parts — TokenRequest
+// manager, STS exchange, credential cache, agent — exactly as the podcreds
+// binary runs it, so tests and benchmarks exercise the same wiring instead
+// of a copy of it.
+package stack
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/tokenreq"
+)
+
+// Options are the parts a caller chooses. Agent and Cache are taken as
+// templates: Build fills in their Client, Cache, Tokens, Logger and Metrics.
+type Options struct {
+	Client kubernetes.Interface
+	STS    tokenreq.STSClient
+	// SessionDuration is asked of STS (default 1h).
+	SessionDuration time.Duration
+	Agent           agent.Options
+	Cache           cache.Options
+	Logger          *zap.Logger
+	// Registry receives the metrics (a new one if nil).
+	Registry *prometheus.Registry
+}
+
+// Stack is an assembled agent and the parts a caller may want to observe.
+type Stack struct {
+	Agent    *agent.Agent
+	Cache    *cache.Cache
+	Tokens   *tokenreq.TokenManager
+	Metrics  *metrics.Metrics
+	Registry *prometheus.Registry
+}
+
+// Build assembles an agent; run it with Stack.Agent.Run and release it with
+// Close once Run has returned.
+func Build(o Options) (*Stack, error) {
+	if o.Client == nil || o.STS == nil || o.Logger == nil {
+		return nil, errors.New("stack: Client, STS and Logger are required")
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	m := metrics.New(o.Registry)
+	tokens := tokenreq.NewTokenManager(o.Client, tokenreq.TokenOptions{Logger: o.Logger, Metrics: m})
+	exchanger, err := tokenreq.NewExchanger(tokens, o.STS, tokenreq.ExchangerOptions{SessionDuration: o.SessionDuration, Logger: o.Logger, Metrics: m})
+	if err != nil {
+		return nil, err
+	}
+	o.Cache.Logger, o.Cache.Metrics = o.Logger, m
+	c := cache.New(exchanger, o.Cache)
+
+	ao := o.Agent
+	ao.Client, ao.Cache, ao.Tokens, ao.Logger, ao.Metrics = o.Client, c, tokens, o.Logger, m
+	if ao.Gatherer == nil {
+		ao.Gatherer = o.Registry
+	}
+	a, err := agent.New(ao)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Stack{Agent: a, Cache: c, Tokens: tokens, Metrics: m, Registry: o.Registry}, nil
+}
+
+// Close stops the cache's background work. Call it after Agent.Run returns.
+func (s *Stack) Close() { s.Cache.Close() }
