@@ -17,6 +17,7 @@ import (
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/fakests"
 	"github.com/podcreds/podcreds/internal/testenv"
 )
 
@@ -182,7 +183,7 @@ func TestDeletedPodsEntryIsDroppedAndNeverRefreshed(t *testing.T) {
 	ns := uniqueName(t)
 	// 2s credentials refreshed at half-life: a live entry would be refreshed
 	// several times in the 5s we watch.
-	fake := &fakeSTS{lifetime: 2 * time.Second}
+	fake := fakests.New(2 * time.Second)
 	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: fake, duration: 15 * time.Minute,
 		cache: cache.Options{SafetyMargin: 100 * time.Millisecond, RefreshBefore: time.Nanosecond, RefreshJitter: 0.05}})
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: "arn:aws:iam::123456789012:role/app"}); err != nil {
@@ -211,7 +212,7 @@ func TestDeletedPodsEntryIsDroppedAndNeverRefreshed(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	ctx := ctxT(t)
 	ns := uniqueName(t)
-	fake := &fakeSTS{lifetime: time.Hour}
+	fake := fakests.New(time.Hour)
 	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: fake, wait: 200 * time.Millisecond})
 	if _, err := env.CreateServiceAccount(ctx, ns, "norole", nil); err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 	t.Run("STS access denied is a final 403", func(t *testing.T) {
-		fake.setFail(&smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized"})
+		fake.SetFail(&smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized"})
 		run("denied", "denied", 2)
 		r := h.get(addr(24, 0, 2))
 		if r.Status != http.StatusForbidden || r.RetryAfter != "" {
@@ -262,7 +263,7 @@ func TestRefusals(t *testing.T) {
 		{"STS unavailable is a 503 with Retry-After", "down", 4, &smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "try later", Fault: smithy.FaultServer}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake.setFail(tc.err)
+			fake.SetFail(tc.err)
 			run(tc.sa, tc.sa, tc.ip)
 			r := h.get(addr(24, 0, tc.ip))
 			if r.Status != http.StatusServiceUnavailable || r.RetryAfter == "" {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/internal/fakests"
 	"github.com/podcreds/podcreds/internal/testenv"
 )
 
@@ -56,7 +57,7 @@ func churn(t *testing.T, cycles int, mode agent.TokenMode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	ns := uniqueName(t)
-	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: &fakeSTS{lifetime: time.Hour}, rateLimit: -1, wait: 50 * time.Millisecond, tokenMode: mode})
+	h := startAgent(t, harnessOptions{node: "node-" + ns, sts: fakests.New(time.Hour), rateLimit: -1, wait: 50 * time.Millisecond, tokenMode: mode})
 	var current atomic.Pointer[presented]
 	var crossPod atomic.Int64
 	ip := addr(31, 0, 1)

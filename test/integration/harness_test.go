@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -50,38 +47,6 @@ func (c *countingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.Ass
 		}
 	}
 	return c.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
-}
-
-// fakeSTS answers from a script, for faults MinIO cannot produce.
-type fakeSTS struct {
-	mu       sync.Mutex
-	lifetime time.Duration
-	fail     error // returned instead of credentials when set
-	n        int
-}
-
-func (f *fakeSTS) AssumeRoleWithWebIdentity(_ context.Context, in *sts.AssumeRoleWithWebIdentityInput, _ ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.fail != nil {
-		return nil, f.fail
-	}
-	f.n++
-	return &sts.AssumeRoleWithWebIdentityOutput{
-		Credentials: &ststypes.Credentials{
-			AccessKeyId:     aws.String(fmt.Sprintf("ASIAFAKE%08d", f.n)),
-			SecretAccessKey: aws.String(fmt.Sprintf("secret-%d", f.n)),
-			SessionToken:    aws.String(fmt.Sprintf("session-%d-%s", f.n, aws.ToString(in.RoleArn))),
-			Expiration:      aws.Time(time.Now().Add(f.lifetime)),
-		},
-		AssumedRoleUser: &ststypes.AssumedRoleUser{Arn: aws.String("arn:aws:sts::123456789012:assumed-role/test/" + aws.ToString(in.RoleSessionName))},
-	}, nil
-}
-
-func (f *fakeSTS) setFail(err error) {
-	f.mu.Lock()
-	f.fail = err
-	f.mu.Unlock()
 }
 
 // agentHarness is one agent wired as cmd/podcreds wires it, on a loopback
