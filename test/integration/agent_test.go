@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/metrics"
 	"github.com/podcreds/podcreds/internal/fakests"
+	"github.com/podcreds/podcreds/internal/metrics"
 	"github.com/podcreds/podcreds/internal/testenv"
 )
 
