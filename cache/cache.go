@@ -15,6 +15,9 @@ import (
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
+// errPending answers a request that waited MaxWait for a fetch.
+var errPending = failure.Retriable("CredentialsPending", "credentials are being fetched; retry shortly", time.Second, nil)
+
 // ErrClosed is returned by Get when it would have to fetch after Close.
 var ErrClosed = failure.Retriable("ShuttingDown", "the credential agent is shutting down", 0, nil)
 
@@ -77,6 +80,12 @@ type entry struct {
 	// finalErr is the last final failure, answered until finalAt+FinalErrorTTL.
 	finalErr error
 	finalAt  time.Time
+	// retryErr is the last retriable failure, answered until retryAt (the
+	// next scheduled attempt) to requests that find no servable
+	// credentials: during an outage the backoff paces STS calls, not the
+	// clients' retry loops.
+	retryErr error
+	retryAt  time.Time
 }
 
 // user is one pod using an entry; seq orders acquisitions.
@@ -192,6 +201,12 @@ func (c *Cache) slowGet(ctx context.Context, key Key, pod PodRef) (*Credentials,
 			c.hits.Inc() // answered from memory, without waiting
 			return nil, err
 		}
+		if e.retryErr != nil && c.clock.Now().Before(e.retryAt) {
+			err := e.retryErr
+			c.mu.Unlock()
+			c.hits.Inc() // answered from memory; the retry is already scheduled
+			return nil, err
+		}
 	}
 	f, joined := c.flights[key]
 	if !joined {
@@ -211,7 +226,17 @@ func (c *Cache) slowGet(ctx context.Context, key Key, pod PodRef) (*Credentials,
 		c.waitHook()
 	}
 
+	var bound <-chan time.Time
+	if c.opts.MaxWait > 0 {
+		t := time.NewTimer(c.opts.MaxWait)
+		defer t.Stop()
+		bound = t.C
+	}
 	select {
+	case <-bound:
+		// The fetch goes on for whoever asks next; this caller's SDK is
+		// about to give up, so tell it to come back instead.
+		return nil, errPending
 	case <-f.done:
 		if f.err != nil {
 			return nil, f.err

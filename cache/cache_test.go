@@ -31,14 +31,20 @@ func TestConcurrentMissesShareOneFetch(t *testing.T) {
 		{
 			name: "an acquired key whose prefetch failed stores the shared result",
 			prepare: func(h *harness, key Key) int64 {
+				// A final failure leaves the entry with no credentials and
+				// no retry scheduled; once it is forgotten, the next
+				// requests fetch on the request path. (After a retriable
+				// failure they would be answered the error until the
+				// scheduled retry instead: TestOutageRetriesFollowBackoffNotRequests.)
 				h.f.fail = func(n int64) error {
 					if n == 1 {
-						return failure.Retriable("Throttling", "slow down", 0, nil)
+						return failure.Final(403, "AccessDenied", "not yet", nil)
 					}
 					return nil
 				}
 				h.c.Acquire(key, testPod(0))
 				h.c.WaitIdle()
+				h.step(DefaultFinalErrorTTL + time.Second)
 				return 1
 			},
 			wantKept:  true,
@@ -113,12 +119,13 @@ func TestImpatientCallerLeavesSharedFetchRunning(t *testing.T) {
 			prepare: func(h *harness, key Key) {
 				h.f.fail = func(n int64) error {
 					if n == 1 {
-						return failure.Retriable("Throttling", "slow down", 0, nil)
+						return failure.Final(403, "AccessDenied", "not yet", nil)
 					}
 					return nil
 				}
 				h.c.Acquire(key, testPod(0))
-				h.c.WaitIdle() // the prefetch failed; a retry is pending
+				h.c.WaitIdle()                             // the prefetch failed for good
+				h.step(DefaultFinalErrorTTL + time.Second) // and is forgotten
 			},
 			wantCalls: 2, // the failed prefetch and the shared fetch
 		},

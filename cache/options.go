@@ -55,6 +55,12 @@ type Options struct {
 
 	// FetchTimeout bounds each fetch. Default DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// MaxWait bounds how long Get waits for a fetch before answering a
+	// retriable "pending" error; the fetch continues and lands in the cache
+	// for the next request. SDKs give up after about a second, so waiting
+	// longer only turns a retry into a timeout. Zero: no bound (the
+	// caller's context still applies). Uses the real clock.
+	MaxWait time.Duration
 	// SafetyMargin: credentials with this little time left, or less, are
 	// never served. Default DefaultSafetyMargin.
 	SafetyMargin time.Duration

@@ -137,7 +137,7 @@ func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time,
 	case err == nil:
 		e.creds.Store(cr)
 		e.failures = 0
-		e.finalErr = nil
+		e.finalErr, e.retryErr = nil, nil
 		d := c.refreshDelayLocked(cr.Expiration.Sub(now))
 		c.scheduleLocked(e, d)
 		log.Debug("credentials stored", zap.Time("expiration", cr.Expiration), zap.Duration("refreshIn", d))
@@ -147,6 +147,7 @@ func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time,
 		e.failures++
 		d := c.backoffLocked(e.failures)
 		c.scheduleLocked(e, d)
+		e.retryErr, e.retryAt = err, now.Add(d)
 		// Background fetches (prefetches, refreshes, retries) count as
 		// refresh failures; a failed request-path fetch is the caller's
 		// error and is counted where it is answered.
@@ -162,6 +163,7 @@ func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time,
 		e.failures = 0
 		e.finalErr = err
 		e.finalAt = now
+		e.retryErr = nil
 		c.stopTimerLocked(e)
 		if background {
 			c.m.RefreshFailures.Inc()

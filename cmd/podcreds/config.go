@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/netsetup"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -33,8 +36,11 @@ type Config struct {
 	IMDSRegion           string   // placement/region; default: STSRegion
 	IMDSAvailabilityZone string
 
-	STSRegion   string
-	STSEndpoint string
+	STSRegion    string
+	STSEndpoint  string
+	STSRate      float64
+	STSBurst     int
+	MaxFetchWait time.Duration
 
 	Audience           string
 	TokenVerification  string
@@ -54,6 +60,10 @@ type Config struct {
 
 	LogLevel  zapcore.Level
 	LogFormat string
+
+	LinkSetup         bool     // create the listen addresses (and the IMDS redirect) at start
+	LinkInterface     string   // the interface that carries them
+	LinkPodInterfaces []string // pods' node-side interface names, for the IMDS redirect
 }
 
 // listFlag is a repeatable flag; the first explicit use replaces the default.
@@ -88,6 +98,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	c := &Config{
 		Listen:    []string{"169.254.170.23:80", "[fd00:ec2::23]:80"},
 		ECSListen: []string{"169.254.170.2:80"},
+
+		LinkPodInterfaces: slices.Clone(netsetup.DefaultPodInterfaces),
 	}
 	fs := flag.NewFlagSet("podcreds agent", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
@@ -104,6 +116,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.IMDSAvailabilityZone, "imds-availability-zone", "", "availability zone IMDS reports in placement/availability-zone; empty: 404")
 	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")
 	fs.StringVar(&c.STSEndpoint, "sts-endpoint", "", "STS endpoint URL override (VPC endpoint, MinIO); empty: the region's default")
+	fs.Float64Var(&c.STSRate, "sts-rate", 20, "this node's STS calls per second at most (halved while STS throttles, recovering on success); 0: no cap")
+	fs.IntVar(&c.STSBurst, "sts-burst", 50, "burst of STS calls allowed (a node starting many pods at once)")
+	fs.DurationVar(&c.MaxFetchWait, "max-fetch-wait", 800*time.Millisecond, "longest a request waits for a fetch before a 503 asking it to retry (the fetch continues); SDKs time out after about 1s")
 	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
 	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization: off, if-present or required")
 	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
@@ -119,6 +134,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener")
+	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; on exit remove the redirect (needs CAP_NET_ADMIN)")
+	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
+	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console")
 
@@ -194,6 +212,12 @@ func (c *Config) validate() error {
 			bad("-sts-endpoint %q must be an http(s) URL", c.STSEndpoint)
 		}
 	}
+	if c.STSRate < 0 || (c.STSRate > 0 && c.STSBurst < 1) {
+		bad("-sts-rate must be 0 (no cap) or positive with -sts-burst at least 1")
+	}
+	if c.MaxFetchWait < 0 {
+		bad("-max-fetch-wait must not be negative")
+	}
 	if c.Audience == "" {
 		bad("-audience must not be empty")
 	}
@@ -252,5 +276,31 @@ func (c *Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("-log-format %q must be json or console", c.LogFormat)
 	}
+	if c.LinkSetup {
+		if _, err := c.linkOptions(); err != nil {
+			bad("-link-setup: %v", err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// linkOptions is what -link-setup sets up: the agent's well-known addresses
+// and, when it serves IMDS, the redirect of pods' 169.254.169.254:80 to its
+// first IPv4 -imds-listen address.
+func (c *Config) linkOptions() (netsetup.Options, error) {
+	o := netsetup.Options{Interface: c.LinkInterface, Addresses: netsetup.DefaultAddresses()}
+	if len(c.IMDSListen) > 0 {
+		var target netip.AddrPort
+		for _, a := range c.IMDSListen {
+			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Is4() {
+				target = ap
+				break
+			}
+		}
+		if !target.IsValid() {
+			return o, fmt.Errorf("the IMDS redirect needs an IPv4 -imds-listen address (e.g. 169.254.170.23:8169), not %q", c.IMDSListen)
+		}
+		o.IMDS = &netsetup.IMDSOptions{ListenAddr: target, PodInterfaces: c.LinkPodInterfaces}
+	}
+	return o, o.Validate()
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/oidc"
 	"github.com/podcreds/podcreds/internal/stack"
+	"github.com/podcreds/podcreds/netsetup"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -29,6 +32,14 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+
+	if cfg.LinkSetup {
+		undo, err := setUpLink(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer undo()
+	}
 
 	restCfg, err := kubeConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -61,7 +72,8 @@ func run(ctx context.Context, cfg *Config) error {
 	st, err := stack.Build(stack.Options{
 		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
 		SessionDuration: cfg.CredentialDuration, Logger: logger, Registry: reg,
-		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore},
+		STSRate: cfg.STSRate, STSBurst: cfg.STSBurst,
+		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore, MaxWait: cfg.MaxFetchWait},
 		Agent: agent.Options{
 			NodeName: cfg.NodeName, Listeners: listeners,
 			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
@@ -118,6 +130,44 @@ func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client 
 	logger.Info("verifying presented ServiceAccount tokens", zap.String("mode", cfg.TokenVerification),
 		zap.String("issuer", issuer), zap.String("audience", cfg.TokenAudience))
 	return oidc.New(oidc.Options{Issuer: issuer, Audience: cfg.TokenAudience, HTTPClient: httpClient, Logger: logger})
+}
+
+// setUpLink runs -link-setup before anything binds: the node gets the
+// addresses the agent listens on, and pods' IMDS traffic is redirected to it.
+// On a node without IPv6 it drops the default IPv6 listen address, which
+// could not be bound. The returned func removes the redirect on exit.
+func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) (func(), error) {
+	opts, err := cfg.linkOptions()
+	if err != nil {
+		return nil, err
+	}
+	res, err := netsetup.Ensure(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("link setup", zap.String("interface", res.Interface), zap.String("kind", res.Kind),
+		zap.Bool("created", res.Created), zap.Stringers("addresses", res.Addresses),
+		zap.Stringers("added", res.Added), zap.Stringers("removed", res.Removed), zap.Strings("imdsRules", res.IMDSRules))
+	if res.Kind != "dummy" {
+		logger.Warn("the kernel has no dummy interface driver; the addresses are on an ifb device instead", zap.String("interface", res.Interface))
+	}
+	if !netsetup.IPv6Enabled() {
+		v6 := netsetup.ContainerAddrV6.Addr()
+		cfg.Listen = slices.DeleteFunc(cfg.Listen, func(a string) bool {
+			ap, err := netip.ParseAddrPort(a)
+			return err == nil && ap.Addr() == v6
+		})
+		logger.Info("IPv6 is off on this node: not listening on its IPv6 address", zap.Stringer("address", v6))
+	}
+	return func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := netsetup.Cleanup(cctx, opts); err != nil {
+			logger.Warn("link cleanup", zap.Error(err))
+		} else if opts.IMDS != nil {
+			logger.Info("removed the IMDS redirect")
+		}
+	}, nil
 }
 
 // rateLimit maps the flag's "0 disables" to the agent's "negative disables".

@@ -46,6 +46,10 @@ type Metrics struct {
 	STSRequests *prometheus.CounterVec
 	// STSDuration observes AssumeRoleWithWebIdentity latency.
 	STSDuration prometheus.Histogram
+	// STSThrottled counts STS throttling answers.
+	STSThrottled prometheus.Counter
+	// STSBudget is the node's current STS call budget (calls per second).
+	STSBudget prometheus.Gauge
 
 	// TokenRequests counts TokenRequest API calls by result.
 	TokenRequests *prometheus.CounterVec
@@ -98,6 +102,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name:    "podcreds_sts_request_duration_seconds",
 			Help:    "AssumeRoleWithWebIdentity latency.",
 			Buckets: upstream,
+		}),
+		STSThrottled: f.NewCounter(prometheus.CounterOpts{
+			Name: "podcreds_sts_throttled_total",
+			Help: "AssumeRoleWithWebIdentity calls STS answered with throttling.",
+		}),
+		STSBudget: f.NewGauge(prometheus.GaugeOpts{
+			Name: "podcreds_sts_budget_calls_per_second",
+			Help: "This node's current STS call budget; halved on throttling, recovering on success.",
 		}),
 		TokenRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "podcreds_tokenrequest_requests_total",

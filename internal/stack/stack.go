@@ -25,9 +25,13 @@ type Options struct {
 	STS    tokenreq.STSClient
 	// SessionDuration is asked of STS (default 1h).
 	SessionDuration time.Duration
-	Agent           agent.Options
-	Cache           cache.Options
-	Logger          *zap.Logger
+	// STSRate, if positive, caps this node's STS calls per second (bursts of
+	// STSBurst), halving on throttling (tokenreq.Budget).
+	STSRate  float64
+	STSBurst int
+	Agent    agent.Options
+	Cache    cache.Options
+	Logger   *zap.Logger
 	// Registry receives the metrics (a new one if nil).
 	Registry *prometheus.Registry
 }
@@ -52,7 +56,11 @@ func Build(o Options) (*Stack, error) {
 	}
 	m := metrics.New(o.Registry)
 	tokens := tokenreq.NewTokenManager(o.Client, tokenreq.TokenOptions{Logger: o.Logger, Metrics: m})
-	exchanger, err := tokenreq.NewExchanger(tokens, o.STS, tokenreq.ExchangerOptions{SessionDuration: o.SessionDuration, Logger: o.Logger, Metrics: m})
+	stsClient := o.STS
+	if o.STSRate > 0 {
+		stsClient = tokenreq.NewBudget(stsClient, o.STSRate, o.STSBurst, m)
+	}
+	exchanger, err := tokenreq.NewExchanger(tokens, stsClient, tokenreq.ExchangerOptions{SessionDuration: o.SessionDuration, Logger: o.Logger, Metrics: m})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,96 @@
+package tokenreq
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+	"golang.org/x/time/rate"
+
+	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/metrics"
+)
+
+// Budget caps one node's STS calls and adapts to throttling. STS's request
+// quota is per account and Region, shared by every node: when STS throttles,
+// each node halving its own rate (and creeping back up by a tenth of the cap
+// per success) drains the excess in a few round trips instead of every node
+// retrying into the limit. This is AIMD, as TCP does for the same reason.
+//
+// Budget is an STSClient wrapping another; it is safe for concurrent use.
+type Budget struct {
+	next    STSClient
+	metrics *metrics.Metrics
+
+	mu      sync.Mutex // guards the limit changes (the limiter itself is safe)
+	limiter *rate.Limiter
+	max     rate.Limit
+	floor   rate.Limit
+}
+
+// NewBudget allows perSecond calls (with bursts of burst) through next, and
+// never less than a twentieth of that while STS throttles. m may be nil.
+func NewBudget(next STSClient, perSecond float64, burst int, m *metrics.Metrics) *Budget {
+	b := &Budget{
+		next: next, metrics: m,
+		limiter: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1)),
+		max:     rate.Limit(perSecond),
+		floor:   rate.Limit(perSecond / 20),
+	}
+	b.observe()
+	return b
+}
+
+// AssumeRoleWithWebIdentity waits for the budget (bounded by ctx: the fetch's
+// own timeout), then calls STS and adapts the budget to the answer.
+func (b *Budget) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+	if err := b.limiter.Wait(ctx); err != nil {
+		return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, err)
+	}
+	out, err := b.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
+	b.adapt(err)
+	return out, err
+}
+
+// Limit is the current allowed rate, for tests and metrics.
+func (b *Budget) Limit() float64 { return float64(b.limiter.Limit()) }
+
+func (b *Budget) adapt(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := b.limiter.Limit()
+	switch {
+	case isThrottle(err):
+		cur = max(cur/2, b.floor)
+		if b.metrics != nil {
+			b.metrics.STSThrottled.Inc()
+		}
+	case err == nil && cur < b.max:
+		cur = min(cur+b.max/10, b.max)
+	default:
+		return
+	}
+	b.limiter.SetLimit(cur)
+	b.observe()
+}
+
+func (b *Budget) observe() {
+	if b.metrics != nil {
+		b.metrics.STSBudget.Set(float64(b.limiter.Limit()))
+	}
+}
+
+// isThrottle reports whether err is STS asking us to slow down.
+func isThrottle(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	class, known := stsCodes[apiErr.ErrorCode()]
+	if !known {
+		class = classifyUnknown(err, apiErr.ErrorFault())
+	}
+	return class == throttled
+}
