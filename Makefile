@@ -32,7 +32,7 @@ STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench demo fuzz clean clean-tools help
+.PHONY: all build tools test unit lint vet fmt-check bench demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme
 
 all: build
 
@@ -79,8 +79,42 @@ fmt-check:
 lint: vet fmt-check $(STATICCHECK) ## go vet, gofmt and staticcheck (pinned)
 	$(STATICCHECK) ./...
 
-test: tools ## every test: unit, integration on a real control plane, fuzz seed corpora
+test: tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) e2e
+
+# End to end (test/e2e): a node network namespace with the control plane,
+# MinIO and the agent (setting up its own addresses with --link-setup), pods
+# as network namespaces, and unmodified AWS clients in them. Needs root.
+E2E_APT := iproute2 nftables awscli python3-boto3
+NODECLIENT := test/e2e/nodeclient
+
+e2e: e2e-root tools e2e-deps ## end to end as root: agent and unmodified Go, AWS CLI, boto3 and JS clients in network namespaces
+	$(GO) test -tags e2e -count=1 -v -timeout 10m ./test/e2e/
+	@$(MAKE) --no-print-directory compat-readme
+
+e2e-root:
+	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: FAIL: the e2e suite needs root (it creates network namespaces, veth pairs and nftables rules): run it as root, e.g. sudo make e2e" >&2; exit 1; fi
+
+# What the e2e suite (and netsetup's root tests) use, from Debian; node and
+# npm only if missing (the machine's Node.js may come from elsewhere). Then
+# the Node client's packages, exactly as package-lock.json pins them.
+e2e-deps: $(NODECLIENT)/node_modules/.package-lock.json
+	@missing=""; 	for p in $(E2E_APT); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; 	if [ -n "$$missing" ]; then 	  if [ "$$(id -u)" != 0 ]; then echo "make e2e-deps: FAIL: missing Debian packages:$$missing; installing them needs root" >&2; exit 1; fi; 	  echo ">> apt-get install$$missing"; 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; 	fi
+
+$(NODECLIENT)/node_modules/.package-lock.json: $(NODECLIENT)/package.json $(NODECLIENT)/package-lock.json
+	@if ! command -v npm >/dev/null; then 	  if [ "$$(id -u)" != 0 ]; then echo "make e2e-deps: FAIL: node and npm are missing; installing them needs root" >&2; exit 1; fi; 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; 	fi
+	cd $(NODECLIENT) && npm ci --no-audit --no-fund --loglevel=error
+
+# The e2e run writes test/e2e/compat.md; the README shows it between markers.
+compat-readme:
+	@grep -q '<!-- compat:begin -->' README.md && grep -q '<!-- compat:end -->' README.md || { echo "README.md lacks the compat markers" >&2; exit 1; }
+	@awk 'FNR == NR { table = table $$0 "\n"; next } \
+	  /<!-- compat:end -->/ { skip = 0 } \
+	  skip { next } \
+	  { print } \
+	  /<!-- compat:begin -->/ { printf "%s", table; skip = 1 }' test/e2e/compat.md README.md > README.md.tmp && mv README.md.tmp README.md
+	@echo "README.md: compatibility table updated from test/e2e/compat.md"
 
 unit: ## only the tests that need no real control plane
 	$(GO) test -race -count=1 -short ./...

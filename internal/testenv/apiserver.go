@@ -41,7 +41,8 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 		return err
 	}
 
-	p, err := startProcess(e.Dir, "kube-apiserver", bin, []string{
+	e.apiserverBin = bin
+	e.apiserverArgs = []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -62,11 +63,13 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=1",
-	}, nil)
+	}
+	p, err := startProcess(e.Dir, "kube-apiserver", bin, e.apiserverArgs, nil)
 	if err != nil {
 		return err
 	}
 	e.procs = append(e.procs, p)
+	e.apiserver = p
 	e.opts.Logf("kube-apiserver starting on %s (issuer %s)", e.APIServerURL, e.IssuerURL)
 
 	e.Config = &rest.Config{
@@ -84,7 +87,16 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 	}
 	e.Client = client
 
-	err = waitFor(ctx, p, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) error {
+	if err := e.waitAPIServer(ctx, p); err != nil {
+		return err
+	}
+	e.opts.Logf("kube-apiserver ready after %s", time.Since(e.startedAt).Round(10*time.Millisecond))
+	return e.allowAnonymousDiscovery(ctx)
+}
+
+func (e *Env) waitAPIServer(ctx context.Context, p *process) error {
+	client := e.Client
+	return waitFor(ctx, p, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) error {
 		var code int
 		res := client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&code)
 		if res.Error() != nil {
@@ -95,11 +107,22 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 		}
 		return nil
 	})
+}
+
+// StopAPIServer stops kube-apiserver (etcd and MinIO keep running), for
+// tests of an API outage.
+func (e *Env) StopAPIServer() { e.apiserver.stop(10 * time.Second) }
+
+// StartAPIServer starts kube-apiserver again on the same address with the
+// same keys, and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	p, err := startProcess(e.Dir, "kube-apiserver-restarted", e.apiserverBin, e.apiserverArgs, nil)
 	if err != nil {
 		return err
 	}
-	e.opts.Logf("kube-apiserver ready after %s", time.Since(e.startedAt).Round(10*time.Millisecond))
-	return e.allowAnonymousDiscovery(ctx)
+	e.procs = append(e.procs, p)
+	e.apiserver = p
+	return e.waitAPIServer(ctx, p)
 }
 
 // allowAnonymousDiscovery lets anyone read the OIDC discovery document and

@@ -36,6 +36,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// KeepDir keeps the working directory (logs, data) after Stop.
 	KeepDir bool
+	// MinIOHost is the IP address MinIO listens on, and the host of
+	// STSEndpoint and S3Endpoint; empty means 127.0.0.1. The e2e suite uses
+	// an address that pods in their own network namespaces can reach.
+	MinIOHost string
 }
 
 // Env is a running control plane and STS.
@@ -64,10 +68,13 @@ type Env struct {
 	// Dir holds every process's data and log.
 	Dir string
 
-	opts      Options
-	procs     []*process
-	stopOnce  sync.Once
-	startedAt time.Time
+	opts          Options
+	procs         []*process
+	apiserver     *process
+	apiserverBin  string
+	apiserverArgs []string
+	stopOnce      sync.Once
+	startedAt     time.Time
 }
 
 // Start brings up etcd, kube-apiserver and MinIO. The caller must call Stop,

@@ -3,10 +3,12 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,7 +31,11 @@ func (e *Env) startMinIO(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	e.S3Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
+	host := e.opts.MinIOHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	e.S3Endpoint = "http://" + net.JoinHostPort(host, strconv.Itoa(port))
 	e.STSEndpoint = e.S3Endpoint
 	e.MinIORootUser = "testenv-" + randomHex(4)
 	e.MinIORootPassword = randomHex(16)
@@ -44,7 +50,7 @@ func (e *Env) startMinIO(ctx context.Context, bin string) error {
 	}
 	p, err := startProcess(e.Dir, "minio", bin, []string{
 		"server",
-		"--address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--address", net.JoinHostPort(host, strconv.Itoa(port)),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
 		"--certs-dir", certs,
 		filepath.Join(e.Dir, "minio-data"),

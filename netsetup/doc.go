@@ -1,0 +1,89 @@
+// Package netsetup gives the node the addresses the agent listens on and, for
+// the IMDS-compatible endpoint, steers pods' instance-metadata traffic to it.
+// The agent calls it at start (--link-setup) instead of asking operators to
+// configure every node by hand.
+//
+// # The link
+//
+// Ensure keeps one interface (default podcreds0) carrying exactly the
+// agent's link-local addresses: 169.254.170.23/32 and 169.254.170.2/32, plus
+// fd00:ec2::23/128 when the node has IPv6 on. It is a dummy device, as
+// kube-proxy's kube-ipvs0 and NodeLocal DNSCache's nodelocaldns are: a device
+// that only holds addresses, so the kernel delivers packets for them locally
+// and never sends anything out of it. On a kernel built without the dummy
+// driver (some minimal VM kernels) it makes an ifb device instead, which
+// behaves the same for this purpose; Result.Kind says which. Running Ensure
+// again, after a restart or a crash, leaves exactly one interface with
+// exactly those addresses: missing ones are added, any other address on that
+// interface is removed (the interface is podcreds' own), and the kernel's
+// automatic IPv6 link-local address is turned off on it. An interface of that
+// name that is neither dummy nor ifb belongs to someone else: Ensure refuses
+// to touch it.
+//
+// Cleanup leaves the interface and its addresses in place, on purpose. While
+// the agent restarts, a pod's request to 169.254.170.23 is then refused at
+// once by the node's own kernel (the SDK retries and succeeds when the new
+// agent is up a moment later). Without the addresses it would follow the
+// pod's default route off the node, carrying the pod's projected token in its
+// Authorization header. Remove the interface by hand (ip link del podcreds0)
+// when uninstalling.
+//
+// # IMDS
+//
+// With IMDS set, Ensure installs an nftables table of its own, "ip podcreds",
+// through netlink (the agent image has no iptables or nft binary):
+//
+//	table ip podcreds {
+//		chain prerouting {
+//			type nat hook prerouting priority dstnat - 10; policy accept;
+//			iifname "veth*" jump imds
+//			iifname "cali*" jump imds
+//			...
+//		}
+//		chain imds {
+//			ip daddr 169.254.169.254 tcp dport 80 dnat to 169.254.170.23:8169
+//		}
+//	}
+//
+// Only packets that arrive on a pod interface are redirected. The node's own
+// processes (and hostNetwork pods) reach 169.254.169.254 through the output
+// path, which this table does not hook, so they keep talking to the real
+// instance metadata service. The table is replaced atomically in one netlink
+// transaction, so a restart (or a crash and a restart) leaves exactly one
+// jump per pattern and one DNAT rule, and there is no moment without the
+// rule while the new one is installed. It coexists with iptables, legacy or
+// nft-based (kube-proxy, CNI plugins): each has its own table on the same
+// hook, and this chain's priority runs it just before iptables' nat
+// PREROUTING. List it with `nft list table ip podcreds`.
+//
+// Cleanup deletes the table when the agent exits, so uninstalling the agent
+// gives pods back the path to the real IMDS. The flip side: while the agent
+// restarts, pods' IMDS requests reach the real IMDS, which serves the node's
+// instance role. Block that independently of the agent, as clusters should
+// anyway: require IMDSv2 with a hop limit of 1 (a token PUT from a pod's
+// network namespace then never gets its answer back), or drop pod traffic to
+// 169.254.169.254 in the node's firewall below this table's priority.
+//
+// # Pod interface names
+//
+// Patterns name the interfaces on which pods' packets reach the node's IP
+// layer, in iptables' syntax: a trailing "+" matches any suffix ("*" is
+// accepted too). For a routed plugin that is the node side of each pod's
+// veth; for a bridge-based one it is the bridge, not the veth.
+// DefaultPodInterfaces covers the common CNI plugins:
+//
+//	veth+  routed veth pairs: the CNI ptp plugin, kindnet and others
+//	cni+   the CNI bridge plugin's default bridge, cni0 (Flannel uses it too)
+//	cali+  Calico
+//	eni+   the AWS VPC CNI (EKS)
+//	lxc+   Cilium
+//	gke+   GKE
+//	azv+   Azure CNI
+//
+// Other bridges (docker0, weave, kube-bridge, ...) and plugins that name
+// pod interfaces after the pod (Antrea, OVN-Kubernetes) need their names
+// listed. A dataplane that forwards pod traffic in eBPF without the
+// netfilter hooks (Cilium with eBPF host routing, for one) never meets this
+// rule at all. The container-credentials endpoints need no redirect and work
+// with every plugin.
+package netsetup

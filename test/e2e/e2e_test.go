@@ -1,0 +1,176 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podcreds/podcreds/netsetup"
+)
+
+// The tests run in this order and share one node; each leaves the agent
+// running for the next.
+
+func TestLinkSetupGaveTheNodeItsAddressesAndOneRedirect(t *testing.T) {
+	checkNode(t, true)
+	if !suite.agentLogMentions("link setup") {
+		t.Errorf("the agent did not log its link setup:\n%s", suite.agent.tail(20))
+	}
+	hosts := []string{"169.254.170.23", "169.254.170.2"}
+	if netsetup.IPv6Enabled() {
+		hosts = append(hosts, "[fd00:ec2::23]")
+	}
+	for _, h := range hosts {
+		// The node is not a pod: the agent refuses it, but it answers.
+		if code, _, err := get("http://" + h + "/v1/credentials"); err != nil || code != 404 {
+			t.Errorf("GET http://%s/v1/credentials from the node: %d, %v; want the agent's 404", h, code, err)
+		}
+	}
+}
+
+func TestTheNodeStillReachesItsOwnIMDS(t *testing.T) {
+	code, body, err := get("http://169.254.169.254/latest/meta-data/")
+	if err != nil || code != 200 || body != realIMDSBody {
+		t.Fatalf("the node's own request to 169.254.169.254 got %d %q (%v), want its real IMDS: the redirect must apply to pods only", code, body, err)
+	}
+}
+
+// TestUnmodifiedClients runs every client through every endpoint in one pod
+// and records the compatibility table.
+func TestUnmodifiedClients(t *testing.T) {
+	for _, c := range clients {
+		for _, e := range endpoints {
+			t.Run(c.name+" via "+e.name, func(t *testing.T) {
+				o, err := use(suite.podA, c, e)
+				suite.compat.record(c, e, o, err)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case o.OK:
+					checkProvider(t, c, e, o)
+				case e.refusable && o.refused():
+					t.Logf("%s %s refuses %s before asking (recorded): %s", c.name, o.Version, e.name, o.Error)
+				default:
+					t.Fatalf("%s %s via %s failed: %s", c.name, o.Version, e.name, o.Error)
+				}
+			})
+		}
+	}
+}
+
+// checkProvider makes sure the SDK's chain took the way the test meant, not
+// another one that happened to work.
+func checkProvider(t *testing.T, c client, e endpoint, o outcome) {
+	t.Helper()
+	if o.Provider == "" {
+		return // the AWS CLI does not say
+	}
+	imds := strings.Contains(o.Provider, "EC2") || strings.Contains(o.Provider, "iam-role") || strings.Contains(o.Provider, "IMDS")
+	if imds != (e.name == imdsV2.name) {
+		t.Errorf("%s via %s: credentials came from provider %q", c.name, e.name, o.Provider)
+	}
+}
+
+// clientAt names a client and the endpoint it is to use.
+type clientAt struct {
+	client   string
+	endpoint endpoint
+}
+
+func TestEachPodGetsItsOwnServiceAccount(t *testing.T) {
+	for _, tc := range []clientAt{
+		{"aws-sdk-go-v2", fullURI23},
+		{"AWS CLI", relativeURI},
+		{"boto3", imdsV2},
+		{"aws-sdk-js-v3", fullURI23},
+	} {
+		t.Run(tc.client+" in pod b", func(t *testing.T) {
+			o, err := use(suite.podB, clientNamed(tc.client), tc.endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !o.OK {
+				t.Fatalf("%s failed: %s", tc.client, o.Error)
+			}
+			if o.Sub == suite.podA.subject() {
+				t.Fatalf("pod b got pod a's ServiceAccount %s", o.Sub)
+			}
+		})
+	}
+}
+
+func TestAgentRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stillWorking := func(t *testing.T, cases ...clientAt) {
+		t.Helper()
+		for _, tc := range cases {
+			o, err := use(suite.podA, clientNamed(tc.client), tc.endpoint)
+			if err != nil {
+				t.Error(err)
+			} else if !o.OK {
+				t.Errorf("%s via %s after the restart: %s", tc.client, tc.endpoint.name, o.Error)
+			}
+		}
+	}
+	t.Run("a graceful restart keeps the link, replaces the redirect and drops stale addresses", func(t *testing.T) {
+		if err := suite.agent.stop(20 * time.Second); err != nil {
+			t.Fatalf("the agent did not exit cleanly on SIGTERM: %v\n%s", err, suite.agent.tail(20))
+		}
+		// While it is down: the addresses stay, the redirect is gone, and a
+		// pod's request is refused at once by the node's kernel (SDKs retry)
+		// instead of leaving the node with the pod's token.
+		checkNode(t, false)
+		out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c", `
+import socket
+try:
+    socket.create_connection(("169.254.170.23", 80), timeout=3)
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print(type(e).__name__, e)`)
+		if err != nil || strings.TrimSpace(out) != "refused" {
+			t.Errorf("a pod connecting to 169.254.170.23:80 while the agent is down: %q (%v %s), want refused", out, err, stderr)
+		}
+		// A leftover of an older configuration.
+		if err := sh("ip", "addr", "add", "169.254.170.99/32", "dev", netsetup.DefaultInterface); err != nil {
+			t.Fatal(err)
+		}
+		if err := suite.startAgent(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkNode(t, true)
+		stillWorking(t, clientAt{"aws-sdk-go-v2", fullURI23}, clientAt{"AWS CLI", relativeURI}, clientAt{"boto3", imdsV2}, clientAt{"aws-sdk-js-v3", fullURI23})
+	})
+
+	t.Run("after a crash the new agent leaves exactly one of everything", func(t *testing.T) {
+		suite.agent.crash()
+		// No cleanup ran: the old redirect is still there.
+		checkNode(t, true)
+		if err := suite.startAgent(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkNode(t, true)
+		stillWorking(t, clientAt{"aws-sdk-go-v2", imdsV2}, clientAt{"boto3", relativeURI}, clientAt{"aws-sdk-js-v3", imdsV2})
+	})
+}
+
+func TestAgentExitRemovesTheRedirect(t *testing.T) {
+	if err := suite.agent.stop(20 * time.Second); err != nil {
+		t.Fatalf("the agent did not exit cleanly on SIGTERM: %v\n%s", err, suite.agent.tail(20))
+	}
+	checkNode(t, false)
+	// Pods now reach whatever answers 169.254.169.254 on the node: the
+	// window netsetup's documentation warns about.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c",
+		`import urllib.request; print(urllib.request.urlopen("http://169.254.169.254/latest/meta-data/", timeout=3).read().decode(), end="")`)
+	if err != nil || out != realIMDSBody {
+		t.Fatalf("a pod's request to 169.254.169.254 with the agent gone got %q (%v %s), want the node's IMDS", out, err, stderr)
+	}
+}

@@ -1,0 +1,167 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podcreds/podcreds/internal/testenv"
+)
+
+// The node's addresses, all inside the node namespace.
+var (
+	// nodeAddr is where pods reach the node's own services (MinIO): a
+	// local address of the node, which is also the pods' default gateway.
+	nodeAddr = netip.MustParseAddr("198.18.0.1")
+	// realIMDS stands in for the node's real instance metadata service, so
+	// the suite can tell that the node itself still reaches it.
+	realIMDS = netip.MustParseAddr("169.254.169.254")
+)
+
+// sh runs a command with a bounded time and returns its error with output.
+func sh(name string, args ...string) error {
+	_, err := output(name, args...)
+	return err
+}
+
+func output(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// removeLeftovers deletes every namespace named pce2e-*, after killing the
+// processes still in it (an earlier run that crashed may have left its
+// control plane or agent there). Deleting a namespace destroys its veths and
+// nftables rules with it. With dirs, it also removes earlier runs' scratch
+// directories.
+func removeLeftovers(dirs bool) error {
+	out, err := output("ip", "netns", "list")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !strings.HasPrefix(name, nsPrefix) {
+			continue
+		}
+		pids, _ := output("ip", "netns", "pids", name)
+		for _, f := range strings.Fields(pids) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := sh("ip", "netns", "del", name); err != nil {
+			return err
+		}
+	}
+	if dirs {
+		old, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))
+		for _, d := range old {
+			if err := os.RemoveAll(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setUpNodeNetwork readies the node namespace the suite runs in: loopback up,
+// the address pods reach the node on, and a stand-in for the real IMDS.
+func setUpNodeNetwork() error {
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"addr", "add", nodeAddr.String() + "/32", "dev", "lo"},
+		{"addr", "add", realIMDS.String() + "/32", "dev", "lo"},
+	} {
+		if err := sh("ip", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pod is a pod of the suite: a network namespace with a veth to the node, a
+// Pod object with its address, and its projected token in a file.
+type pod struct {
+	name, namespace, serviceAccount string
+	netns, hostVeth                 string
+	ip                              netip.Addr
+	dir                             string // its files: token, clients' homes
+	tokenFile                       string
+}
+
+// subject is the web identity MinIO records for the pod's credentials.
+func (p *pod) subject() string {
+	return "system:serviceaccount:" + p.namespace + ":" + p.serviceAccount
+}
+
+// newPod wires the pod's network as a CNI plugin would (ptp style: a /32 on
+// the pod's eth0, the node as its gateway, a host route back on the node),
+// then plays kubelet: registers the pod as Running with its IP on the node
+// and writes its projected token (audience podcreds, bound to the pod).
+func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa string, ip netip.Addr) (*pod, error) {
+	p := &pod{
+		name: "app-" + short, namespace: namespace, serviceAccount: sa,
+		netns: nsPrefix + short, hostVeth: "vethpce2e" + short, ip: ip,
+		dir: filepath.Join(dir, "pod-"+short),
+	}
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, args := range [][]string{
+		{"netns", "add", p.netns},
+		{"link", "add", p.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", p.netns},
+		{"link", "set", p.hostVeth, "up"},
+		{"route", "add", ip.String() + "/32", "dev", p.hostVeth},
+		{"-n", p.netns, "link", "set", "lo", "up"},
+		{"-n", p.netns, "addr", "add", ip.String() + "/32", "dev", "eth0"},
+		{"-n", p.netns, "link", "set", "eth0", "up"},
+		{"-n", p.netns, "route", "add", nodeAddr.String(), "dev", "eth0", "scope", "link"},
+		{"-n", p.netns, "route", "add", "default", "via", nodeAddr.String(), "dev", "eth0"},
+	} {
+		if err := sh("ip", args...); err != nil {
+			return p, err
+		}
+	}
+	created, err := env.RunPod(ctx, testenv.PodSpec{Namespace: namespace, Name: p.name, ServiceAccount: sa, Node: nodeName, IP: ip})
+	if err != nil {
+		return p, err
+	}
+	expiry := int64(3600)
+	tr, err := env.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{"podcreds"},
+			ExpirationSeconds: &expiry,
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: created.Name, UID: created.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return p, fmt.Errorf("projected token for pod %s/%s: %w", namespace, p.name, err)
+	}
+	p.tokenFile = filepath.Join(p.dir, "token")
+	return p, os.WriteFile(p.tokenFile, []byte(tr.Status.Token), 0o600)
+}
+
+// remove deletes the pod's namespace; its veth goes with it.
+func (p *pod) remove() {
+	if p != nil {
+		_ = sh("ip", "netns", "del", p.netns)
+	}
+}

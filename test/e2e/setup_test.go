@@ -1,0 +1,240 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/podcreds/podcreds/internal/testenv"
+)
+
+const (
+	nodeName = "e2e-node"
+	appsNS   = "e2e-apps"
+	bucket   = "e2e"
+	// imdsListen is where the agent serves IMDS; pods' 169.254.169.254:80
+	// is redirected there.
+	imdsListen = "169.254.170.23:8169"
+)
+
+// suite is everything the tests share; set by inner before m.Run.
+var suite *state
+
+type state struct {
+	dir        string // scratch: logs, kubeconfig, pods' files
+	bin        string // the binaries the outer run built
+	env        *testenv.Env
+	root       *s3.Client // MinIO's admin, to check what clients wrote
+	kubeconfig string
+	agent      *agentProcess
+	agentRuns  int
+	realIMDS   *http.Server
+	podA, podB *pod
+	compat     *compatTable
+}
+
+// setUp brings up the node: network, control plane and MinIO, the agent's
+// identity from deploy/, two pods with different ServiceAccounts, and the
+// agent. On error the caller still calls tearDown on what it returns.
+func setUp() (*state, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s := &state{bin: os.Getenv(envBin), compat: &compatTable{}}
+	dir, err := os.MkdirTemp("", "run-")
+	if err != nil {
+		return s, err
+	}
+	s.dir = dir
+
+	if err := setUpNodeNetwork(); err != nil {
+		return s, err
+	}
+	if s.realIMDS, err = serveRealIMDS(); err != nil {
+		return s, err
+	}
+	logf("node namespace ready (loopback, %s for pods, stand-in IMDS on %s)", nodeAddr, realIMDS)
+
+	s.env, err = testenv.Start(ctx, testenv.Options{
+		MinIOHost: nodeAddr.String(),
+		Logf:      func(format string, args ...any) { logf("testenv: "+format, args...) },
+	})
+	if err != nil {
+		return s, fmt.Errorf("start etcd, kube-apiserver and MinIO: %w", err)
+	}
+	s.root = s.env.S3Client(credentials.NewStaticCredentialsProvider(s.env.MinIORootUser, s.env.MinIORootPassword, ""))
+	if _, err := s.root.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return s, fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+
+	s.kubeconfig = filepath.Join(dir, "agent.kubeconfig")
+	if err := agentIdentity(ctx, s.env, s.kubeconfig); err != nil {
+		return s, fmt.Errorf("the agent's identity from deploy/: %w", err)
+	}
+	for _, sa := range []string{"alpha", "beta"} {
+		if _, err := s.env.CreateServiceAccount(ctx, appsNS, sa, map[string]string{testenv.RoleAnnotation: s.env.RoleARN}); err != nil {
+			return s, err
+		}
+	}
+	if s.podA, err = newPod(ctx, s.env, dir, "a", appsNS, "alpha", netip.MustParseAddr("198.18.0.10")); err != nil {
+		return s, fmt.Errorf("pod a: %w", err)
+	}
+	if s.podB, err = newPod(ctx, s.env, dir, "b", appsNS, "beta", netip.MustParseAddr("198.18.0.11")); err != nil {
+		return s, fmt.Errorf("pod b: %w", err)
+	}
+	logf("pods %s (%s, %s) and %s (%s, %s) running", s.podA.name, s.podA.serviceAccount, s.podA.ip, s.podB.name, s.podB.serviceAccount, s.podB.ip)
+
+	if err := s.startAgent(ctx); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// tearDown stops everything setUp started; safe on a partial setup. The
+// outer run deletes the node namespace afterwards.
+func (s *state) tearDown() {
+	if s == nil {
+		return
+	}
+	if s.agent != nil {
+		_ = s.agent.stop(15 * time.Second)
+	}
+	s.podA.remove()
+	s.podB.remove()
+	s.env.Stop()
+	if s.realIMDS != nil {
+		_ = s.realIMDS.Close()
+	}
+	// s.dir is under the outer run's scratch directory, which the outer
+	// run removes (or keeps, with PODCREDS_KEEP_E2E=1).
+}
+
+// agentArgs is the agent as the DaemonSet runs it, plus this node's
+// kubeconfig and STS, and IMDS switched on.
+func (s *state) agentArgs() []string {
+	return []string{
+		"agent",
+		"--node-name=" + nodeName,
+		"--kubeconfig=" + s.kubeconfig,
+		"--sts-endpoint=" + s.env.STSEndpoint,
+		"--link-setup",
+		"--imds-listen=" + imdsListen,
+		"--log-format=console",
+	}
+}
+
+// startAgent starts the agent binary and waits until it is ready.
+func (s *state) startAgent(ctx context.Context) error {
+	s.agentRuns++
+	log := filepath.Join(s.dir, fmt.Sprintf("agent-%d.log", s.agentRuns))
+	a, err := startAgent(filepath.Join(s.bin, "podcreds"), s.agentArgs(), log)
+	if err != nil {
+		return err
+	}
+	s.agent = a
+	start := time.Now()
+	if err := a.waitReady(ctx, "http://127.0.0.1:8090/readyz", 60*time.Second); err != nil {
+		return err
+	}
+	logf("agent #%d ready in %s", s.agentRuns, time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+// agentIdentity creates the agent's Namespace, ServiceAccount, ClusterRole
+// and binding from the manifests in deploy/ and writes a kubeconfig with a
+// token of that ServiceAccount: the agent runs with exactly the permissions
+// the DaemonSet gives it.
+func agentIdentity(ctx context.Context, env *testenv.Env, kubeconfig string) error {
+	var sa *corev1.ServiceAccount
+	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", file))
+		if err != nil {
+			return err
+		}
+		for _, doc := range bytes.Split(raw, []byte("\n---")) {
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			switch o := obj.(type) {
+			case *corev1.Namespace:
+				_, err = env.Client.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
+			case *corev1.ServiceAccount:
+				sa, err = env.Client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			case *rbacv1.ClusterRole:
+				_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+			case *rbacv1.ClusterRoleBinding:
+				_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+			default:
+				err = fmt.Errorf("unexpected %T", obj)
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+		}
+	}
+	if sa == nil {
+		return errors.New("deploy/serviceaccount.yaml has no ServiceAccount")
+	}
+	expiry := int64(3600)
+	tr, err := env.Client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for %s/%s: %w", sa.Namespace, sa.Name, err)
+	}
+	return env.WriteKubeconfig(kubeconfig, tr.Status.Token)
+}
+
+// serveRealIMDS answers on 169.254.169.254:80 in the node namespace as the
+// node's real instance metadata service would, with a body that names it.
+func serveRealIMDS() (*http.Server, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(realIMDS.String(), "80"))
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(realIMDSBody))
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = srv.Serve(l) }()
+	return srv, nil
+}
+
+const realIMDSBody = "the node's real IMDS\n"
+
+// get fetches url from the node namespace (this process) with a short timeout.
+func get(url string) (int, string, error) {
+	client := &http.Client{Timeout: 3 * time.Second}
+	res, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, string(body), err
+}
