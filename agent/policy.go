@@ -43,6 +43,13 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 		case apierrors.IsNotFound(err):
 			a = resolved{expires: now.Add(r.negTTL)}
 		case err != nil:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if last, ok := r.answers[n]; ok && last.err == nil { // keep the last answer through an outage
+				last.expires = now.Add(r.negTTL)
+				r.answers[n] = last
+				return last, nil
+			}
 			return resolved{err: failure.Retriable("NamespaceLookupFailed",
 				fmt.Sprintf("cannot read namespace %s from the Kubernetes API", namespace), 0, err)}, nil
 		default:

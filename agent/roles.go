@@ -127,11 +127,20 @@ func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name strin
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		a := r.fetch(cctx, namespace, name)
-		if a.err == nil || !failure.IsRetriable(a.err) { // never cache a transient failure
-			r.mu.Lock()
-			r.answers[n] = a
-			r.mu.Unlock()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if a.err != nil && failure.IsRetriable(a.err) {
+			// The API server is unreachable: keep answering with what we
+			// knew (an API outage must not take down pods that were being
+			// served), and ask again after a short while.
+			if last, ok := r.answers[n]; ok && !failure.IsRetriable(last.err) {
+				last.expires = r.clock.Now().Add(r.negTTL)
+				r.answers[n] = last
+				return last, nil
+			}
+			return a, nil // never cache a transient failure
 		}
+		r.answers[n] = a
 		return a, nil
 	})
 	select {

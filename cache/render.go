@@ -91,6 +91,10 @@ func readyToStore(c *Credentials, now time.Time) *Credentials {
 	if !c.rendered() || c.Issued.IsZero() {
 		cp.render()
 	}
-	cp.expiresAt = now.Add(c.Expiration.Sub(now))
+	// Clients see Expiration in whole seconds, truncated: judge servability
+	// by that same instant, or credentials could be served that the body
+	// itself says have expired.
+	cp.Expiration = c.Expiration.Truncate(time.Second)
+	cp.expiresAt = now.Add(cp.Expiration.Sub(now))
 	return &cp
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
@@ -46,13 +47,34 @@ func NewBudget(next STSClient, perSecond float64, burst int, m *metrics.Metrics)
 // AssumeRoleWithWebIdentity waits for the budget (bounded by ctx: the fetch's
 // own timeout), then calls STS and adapts the budget to the answer.
 func (b *Budget) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
-	if err := b.limiter.Wait(ctx); err != nil {
-		return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, err)
+	// Wait for a share of the budget, but never queue far ahead: a slot
+	// booked at the throttled rate would still be that far away after the
+	// rate recovers. Past maxBudgetWait the fetch fails retriably and the
+	// cache's backoff asks again later, at whatever the rate is then.
+	r := b.limiter.Reserve()
+	if d := r.Delay(); d > 0 {
+		if d > maxBudgetWait {
+			r.Cancel()
+			return nil, errBudgetSpent
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, ctx.Err())
+		}
 	}
 	out, err := b.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
 	b.adapt(err)
 	return out, err
 }
+
+// maxBudgetWait is the longest a call queues for the budget.
+const maxBudgetWait = 2 * time.Second
+
+var errBudgetSpent = failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, nil)
 
 // Limit is the current allowed rate, for tests and metrics.
 func (b *Budget) Limit() float64 { return float64(b.limiter.Limit()) }

@@ -84,4 +84,5 @@ func From(err error) *Error {
 }
 
 // IsRetriable reports whether err (classified or not) may succeed later.
-func IsRetriable(err error) bool { return From(err).Retriable() }
+// A nil error is not a failure, so it is not retriable either.
+func IsRetriable(err error) bool { return err != nil && From(err).Retriable() }

@@ -35,10 +35,23 @@ type countingSTS struct {
 	next  tokenreq.STSClient
 	calls atomic.Int64
 	delay time.Duration
+
+	mu    sync.Mutex
+	times []time.Time // when each call was made
+}
+
+// callTimes returns when each STS call was made.
+func (c *countingSTS) callTimes() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.times...)
 }
 
 func (c *countingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
 	c.calls.Add(1)
+	c.mu.Lock()
+	c.times = append(c.times, time.Now())
+	c.mu.Unlock()
 	if c.delay > 0 {
 		select {
 		case <-time.After(c.delay):
@@ -74,6 +87,7 @@ type harnessOptions struct {
 	imds      bool            // also serve the IMDS endpoint on loopback
 	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
 	tokenMode agent.TokenMode // presented-token check; default off here
+	stsRate   float64         // node STS budget (calls/s); 0: none
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -117,6 +131,7 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	}
 	st, err := stack.Build(stack.Options{
 		Client: client, STS: counting, SessionDuration: o.duration, Logger: logger, Cache: o.cache,
+		STSRate: o.stsRate, STSBurst: max(1, int(o.stsRate)),
 		Agent: agent.Options{
 			NodeName: o.node, RateLimit: o.rateLimit, TokenMode: o.tokenMode, Verifier: verifier,
 			Listeners:     []agent.Listener{{Addr: "127.0.0.1:0"}},
