@@ -70,14 +70,15 @@ $(STATICCHECK):
 	@mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-vet: ## go vet
+vet: ## go vet (the e2e suite is behind a build tag: vet it too)
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
 
 lint: vet fmt-check $(STATICCHECK) ## go vet, gofmt and staticcheck (pinned)
-	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./...
 
 test: tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -75,6 +75,10 @@ func TestParseConfig(t *testing.T) {
 		{"an unknown log level is refused", []string{"--log-level=loud"}, "-log-level"},
 		{"the credentials path must be absolute", []string{"--credentials-path=v1"}, "-credentials-path"},
 		{"positional arguments are refused", []string{"extra"}, "unexpected arguments"},
+		{"link setup cannot redirect IMDS to an IPv6-only listener", []string{"--link-setup", "--imds-listen=[fd00:ec2::23]:8169"}, "-link-setup"},
+		{"link setup refuses to redirect IMDS to itself", []string{"--link-setup", "--imds-listen=169.254.169.254:80"}, "-link-setup"},
+		{"verification required cannot serve IMDS", []string{"--token-verification=required", "--imds-listen=127.0.0.1:1"}, "-token-verification"},
+		{"an account ID must have 12 digits", []string{"--allowed-accounts=1234"}, "-allowed-accounts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args
@@ -87,6 +91,17 @@ func TestParseConfig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("link setup with IMDS redirects pods to the IMDS listener", func(t *testing.T) {
+		c, err := parseConfig([]string{"--node-name=n", "--link-setup", "--imds-listen=169.254.170.23:8169", "--link-pod-interfaces=veth+,cni0"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.linkOptions()
+		if err != nil || o.IMDS == nil || o.IMDS.ListenAddr.String() != "169.254.170.23:8169" ||
+			!reflect.DeepEqual(o.IMDS.PodInterfaces, []string{"veth+", "cni0"}) || o.Interface != "podcreds0" {
+			t.Fatalf("%+v %v", o, err)
+		}
+	})
 	t.Run("every problem is reported at once", func(t *testing.T) {
 		_, err := parseConfig([]string{"--credential-duration=1m", "--log-format=xml"}, env(nil))
 		for _, want := range []string{"-node-name", "-credential-duration", "-log-format"} {
