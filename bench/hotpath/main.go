@@ -33,6 +33,7 @@ import (
 
 	"github.com/podcreds/podcreds/bench/bare"
 	"github.com/podcreds/podcreds/bench/loadgen"
+	"github.com/podcreds/podcreds/internal/proc"
 	"github.com/podcreds/podcreds/internal/testenv"
 )
 
@@ -100,18 +101,19 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return err
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	agent := exec.CommandContext(ctx, agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
+	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--imds-listen="+imdsAddr, "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn",
 		// The per-address limit (50/s by default) is a policy, not the hot
 		// path: a load generator from 32 addresses would measure 429s.
 		"--rate-limit=0")
 	var agentLog bytes.Buffer
-	agent.Stdout, agent.Stderr = &agentLog, &agentLog
-	if err := agent.Start(); err != nil {
+	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
+	agent, err := proc.Start(agentCmd, nil)
+	if err != nil {
 		return err
 	}
-	defer stopProcess(agent)
+	defer func() { _ = agent.Stop(10 * time.Second) }()
 	if err := waitOK(ctx, "http://"+healthAddr+"/readyz", 30*time.Second); err != nil {
 		return fmt.Errorf("agent not ready: %w\n%s", err, agentLog.String())
 	}
@@ -253,12 +255,13 @@ func startBare(ctx context.Context, addr string, size int) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-serve-bare="+addr, fmt.Sprintf("-body-size=%d", size))
+	cmd := exec.Command(self, "-serve-bare="+addr, fmt.Sprintf("-body-size=%d", size))
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(cmd, nil)
+	if err != nil {
 		return nil, err
 	}
-	stop := func() { stopProcess(cmd) }
+	stop := func() { _ = p.Stop(10 * time.Second) }
 	if err := waitOK(ctx, "http://"+addr+"/", 10*time.Second); err != nil {
 		stop()
 		return nil, err
@@ -309,17 +312,5 @@ func waitOK(ctx context.Context, url string, timeout time.Duration) error {
 			return fmt.Errorf("%s: %w", url, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func stopProcess(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
 	}
 }

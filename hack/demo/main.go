@@ -176,12 +176,12 @@ func run(ctx context.Context, u *ui, opts options) (err error) {
 		return err
 	}
 	defer func() {
-		if exited, status := agent.exited(); exited {
+		if exited, status := agent.Exited(); exited {
 			u.step("the agent had already exited (%v)", status)
 			return // its exit is already the reason run failed
 		}
 		u.step("stopping the agent (SIGTERM)")
-		if stopErr := agent.stop(15 * time.Second); stopErr != nil {
+		if stopErr := agent.Stop(15 * time.Second); stopErr != nil {
 			err = errors.Join(err, fmt.Errorf("the agent did not shut down cleanly: %w", stopErr))
 			return
 		}

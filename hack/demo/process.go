@@ -11,67 +11,32 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/podcreds/podcreds/internal/proc"
 )
 
 // process is a child the demo started: the agent.
 type process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *lineWriter
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status; valid once done is closed
+	*proc.Process
+	out *lineWriter
 }
 
-// startProcess starts bin in its own process group with a minimal
-// environment (PATH, HOME=dir, plus env), so nothing from the caller's shell —
-// AWS keys, KUBECONFIG, PODCREDS_* — changes what it does. Ctrl-C in the
-// terminal reaches only the demo, which then stops the process in order;
-// Pdeathsig kills it if the demo itself is killed.
+// startProcess starts bin with a minimal environment (PATH, HOME=dir, plus
+// env), so nothing from the caller's shell — AWS keys, KUBECONFIG,
+// PODCREDS_* — changes what it does. It runs in its own process group:
+// Ctrl-C in the terminal reaches only the demo, which then stops it in
+// order; it dies with the demo if the demo itself is killed.
 func startProcess(bin string, args []string, dir string, env []string, out *lineWriter) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	cmd.Stdout, cmd.Stderr = out, out // the same writer: exec then uses one pipe, in order
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A grandchild holding the pipe open must not hang Wait.
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(cmd, out.flush)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: filepath.Base(bin), cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.flush()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited reports whether the process has ended, and its exit status.
-func (p *process) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// stop sends SIGTERM to the process group and waits; after grace it sends
-// SIGKILL. It returns the exit status (nil for a clean exit) or why the
-// process had to be killed.
-func (p *process) stop(grace time.Duration) error {
-	if done, err := p.exited(); done {
-		return err
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		return fmt.Errorf("still running %s after SIGTERM, killed", grace)
-	}
+	return &process{Process: p, out: out}, nil
 }
 
 // waitReady polls url until it answers 200, the process exits, or timeout
@@ -100,8 +65,8 @@ func waitReady(ctx context.Context, p *process, url string, timeout time.Duratio
 			last = fmt.Errorf("%s answered %s", url, res.Status)
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("the agent exited (%v) before it was ready; its last lines:\n%s", p.err, p.out.lastLines())
+		case <-p.Done():
+			return fmt.Errorf("the agent exited (%v) before it was ready; its last lines:\n%s", p.Err(), p.out.lastLines())
 		case <-ctx.Done():
 			if ctx.Err() == context.DeadlineExceeded && time.Since(start) >= timeout {
 				return fmt.Errorf("the agent was not ready within %s (last: %v); its last lines:\n%s", timeout, last, p.out.lastLines())

@@ -111,7 +111,7 @@ func (e *Env) waitAPIServer(ctx context.Context, p *process) error {
 
 // StopAPIServer stops kube-apiserver (etcd and MinIO keep running), for
 // tests of an API outage.
-func (e *Env) StopAPIServer() { e.apiserver.stop(10 * time.Second) }
+func (e *Env) StopAPIServer() { _ = e.apiserver.Stop(10 * time.Second) }
 
 // StartAPIServer starts kube-apiserver again on the same address with the
 // same keys, and waits until it is ready.

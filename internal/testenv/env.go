@@ -124,7 +124,7 @@ func (e *Env) Stop() {
 	e.stopOnce.Do(func() {
 		// Reverse order: MinIO and the API server before etcd.
 		for i := len(e.procs) - 1; i >= 0; i-- {
-			e.procs[i].stop(10 * time.Second)
+			_ = e.procs[i].Stop(10 * time.Second)
 		}
 		if !e.opts.KeepDir {
 			_ = os.RemoveAll(e.Dir)
@@ -172,7 +172,7 @@ func waitFor(ctx context.Context, p *process, timeout time.Duration, what string
 	defer cancel()
 	var last error
 	for {
-		if done, _ := p.exited(); done {
+		if done, _ := p.Exited(); done {
 			return p.failure(fmt.Errorf("waiting for %s: %w", what, errStopped))
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)

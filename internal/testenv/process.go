@@ -8,22 +8,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
+
+	"github.com/podcreds/podcreds/internal/proc"
 )
 
 // process is one child (etcd, kube-apiserver, minio) with its output in a log
 // file, so a failure can show what the process said.
 type process struct {
+	*proc.Process
 	name    string
-	cmd     *exec.Cmd
 	logPath string
-	done    chan struct{} // closed when the process has exited
-	err     error         // exit status; valid after done is closed
 }
 
-// startProcess runs bin with args and env (added to a minimal environment) in
-// its own process group, so stopping it also stops anything it spawned.
+// startProcess runs bin with args and env (added to a minimal environment),
+// so nothing from the test's environment changes what it does.
 func startProcess(dir, name, bin string, args, env []string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
@@ -35,44 +33,12 @@ func startProcess(dir, name, bin string, args, env []string) (*process, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
-	// Pdeathsig: if the test binary is killed outright, the child dies with it
-	// instead of holding its ports for the next run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(cmd, func() { logFile.Close() })
+	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited reports whether the process has already ended, with its status.
-func (p *process) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// stop sends SIGTERM to the process group, and SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
-	if done, _ := p.exited(); done {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	return &process{Process: p, name: name, logPath: logPath}, nil
 }
 
 // tail returns the last n lines the process wrote.
@@ -92,7 +58,7 @@ func (p *process) tail(n int) string {
 // start its environment says why instead of timing out mutely.
 func (p *process) failure(err error) error {
 	state := "still running"
-	if done, exitErr := p.exited(); done {
+	if done, exitErr := p.Exited(); done {
 		state = fmt.Sprintf("exited: %v", exitErr)
 	}
 	return fmt.Errorf("%s: %w (%s)\n--- last lines of %s ---\n%s\n---", p.name, err, state, p.logPath, indent(p.tail(40)))
