@@ -32,7 +32,7 @@ STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme
+.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme
 
 all: build
 
@@ -128,6 +128,10 @@ bench: build tools ## hot path vs a bare net/http server (interleaved), plus han
 	$(GO) build -o bin/hotpath ./bench/hotpath
 	bin/hotpath -agent bin/podcreds
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/ ./cache/
+	$(GO) run ./bench/scale -agent bin/podcreds
+
+bench-scale: build tools ## storm, churn, soak and memory at scale (about 5 min; part of bench)
+	$(GO) run ./bench/scale -agent bin/podcreds
 
 # Every fuzz target, FUZZTIME each. Their seed corpora also run in `make test`.
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podcreds/podcreds/internal/testenv"
+)
+
+// binaryAgent is the podcreds binary running as its own process.
+type binaryAgent struct {
+	cmd                 *exec.Cmd
+	done                chan struct{}
+	url, metrics, ready string
+}
+
+func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeconfig, node string) (*binaryAgent, error) {
+	listen, health, metrics := freeAddr(), freeAddr(), freeAddr()
+	log, err := os.Create(filepath.Join(cfg.outDir, "agent-"+node+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
+		"--listen="+listen, "--ecs-listen=none", "--health-listen="+health, "--metrics-listen="+metrics,
+		"--sts-endpoint="+env.STSEndpoint, "--rate-limit=0", "--log-level=warn")
+	cmd.Stdout, cmd.Stderr = log, log
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	a := &binaryAgent{cmd: cmd, done: make(chan struct{}), url: "http://" + listen + "/v1/credentials",
+		metrics: "http://" + metrics + "/metrics", ready: "http://" + health + "/readyz"}
+	go func() { _ = cmd.Wait(); log.Close(); close(a.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := httpGet(ctx, a.ready); err == nil {
+			return a, nil
+		}
+		select {
+		case <-a.done:
+			return nil, fmt.Errorf("agent for %s exited before it was ready; see %s", node, log.Name())
+		case <-ctx.Done():
+			a.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.stop()
+			return nil, fmt.Errorf("agent for %s not ready after 30s; see %s", node, log.Name())
+		}
+	}
+}
+
+// settledSample waits for background work to end, then samples.
+func (a *binaryAgent) settledSample(label string, pods, sas int, servedIn time.Duration) (memSample, error) {
+	time.Sleep(2 * time.Second)
+	s, err := a.sample(label, pods, sas)
+	s.servedIn = servedIn
+	return s, err
+}
+
+// sample reads the process's resident set from /proc and the Go heap from
+// the agent's own /metrics.
+func (a *binaryAgent) sample(label string, pods, sas int) (memSample, error) {
+	s := memSample{label: label, pods: pods, serviceAccounts: sas}
+	status, err := os.Open(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		return s, err
+	}
+	defer status.Close()
+	sc := bufio.NewScanner(status)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[2] == "kB" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "VmRSS:":
+				s.rss = kb * 1024
+			case "VmHWM:":
+				s.peakRSS = kb * 1024
+			case "RssAnon:":
+				s.rssAnon = kb * 1024
+			case "RssFile:":
+				s.rssFile = kb * 1024
+			}
+		}
+	}
+	body, err := httpGet(context.Background(), a.metrics)
+	if err != nil {
+		return s, fmt.Errorf("agent metrics: %w", err)
+	}
+	for name, v := range map[string]*float64{
+		"go_memstats_heap_alloc_bytes": &s.heapAlloc, "go_memstats_heap_inuse_bytes": &s.heapInuse,
+		"go_goroutines": &s.goroutines, "podcreds_cache_entries": &s.entries, "podcreds_pods_indexed": &s.indexed,
+	} {
+		if *v, _ = textMetric(body, name); *v == 0 && name != "podcreds_cache_entries" && name != "podcreds_pods_indexed" {
+			return s, fmt.Errorf("agent metrics lack %s", name)
+		}
+	}
+	return s, nil
+}
+
+// stop sends SIGTERM and waits for a graceful exit, killing after 15 s.
+func (a *binaryAgent) stop() {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(15 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s answered %d", url, res.StatusCode)
+	}
+	return string(b), err
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err) // loopback with port 0 does not fail
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/podcreds/podcreds/internal/testenv"
+)
+
+// rssGoal is issue 7's memory goal for a node with 250 pods.
+const rssGoal = 20 << 20
+
+// memoryConfig: the real agent binary on a node of pods[0] pods, then on a
+// node of pods[1] pods, all in serviceAccounts ServiceAccounts.
+type memoryConfig struct {
+	agentBin        string
+	serviceAccounts int
+	pods            [2]int
+	outDir          string
+}
+
+// memSample is one reading of the agent process.
+type memSample struct {
+	label                              string
+	pods, serviceAccounts              int
+	rss, peakRSS, heapAlloc, heapInuse float64 // bytes
+	rssAnon, rssFile                   float64 // RSS split: private memory, and mapped file pages (the binary)
+	goroutines, entries, indexed       float64
+	servedIn                           time.Duration // until every pod had been served once
+}
+
+type memoryResult struct {
+	cfg     memoryConfig
+	samples []memSample
+}
+
+// runMemory measures the agent binary as its own process, against MinIO's
+// real STS: idle, then with pods[0] pods each in its own ServiceAccount
+// (pods created while it runs), then, restarted onto a node already running
+// pods[1] pods, after it has served them all.
+func runMemory(ctx context.Context, env *testenv.Env, cfg memoryConfig) (*memoryResult, error) {
+	const ns = "memory"
+	sa := func(i int) string { return fmt.Sprintf("sa-%03d", i) }
+	if err := createServiceAccounts(ctx, env, ns, cfg.serviceAccounts, sa, func(int) string { return env.RoleARN }); err != nil {
+		return nil, err
+	}
+	kubeconfig := filepath.Join(env.Dir, "scale-agent.kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
+		return nil, err
+	}
+	res := &memoryResult{cfg: cfg}
+	podsOn := func(node string, block byte, n int) []pod {
+		ps := make([]pod, n)
+		for i := range ps {
+			ps[i] = pod{Namespace: ns, Name: fmt.Sprintf("%s-%04d", node, i), ServiceAccount: sa(i % cfg.serviceAccounts), IP: podAddr(block, i)}
+		}
+		return ps
+	}
+
+	// Pods arriving on a running agent.
+	node := fmt.Sprintf("mem-%d", cfg.pods[0])
+	ag, err := startBinary(ctx, env, cfg, kubeconfig, node)
+	if err != nil {
+		return nil, err
+	}
+	idle, err := ag.sample("idle", 0, 0)
+	if err != nil {
+		ag.stop()
+		return nil, err
+	}
+	res.samples = append(res.samples, idle)
+	pods := podsOn(node, 40, cfg.pods[0])
+	began := time.Now()
+	err = parallel(ctx, len(pods), 25, func(ctx context.Context, i int) error { return runPod(ctx, env, node, pods[i]) })
+	if err == nil {
+		err = serveAll(ctx, ag.url, pods)
+	}
+	if err != nil {
+		ag.stop()
+		return nil, err
+	}
+	s, err := ag.settledSample(fmt.Sprintf("%d pods / %d SAs", cfg.pods[0], min(cfg.pods[0], cfg.serviceAccounts)), cfg.pods[0], min(cfg.pods[0], cfg.serviceAccounts), time.Since(began))
+	ag.stop()
+	if err != nil {
+		return nil, err
+	}
+	res.samples = append(res.samples, s)
+
+	// An agent (re)starting onto a node that already runs every pod.
+	node = fmt.Sprintf("mem-%d", cfg.pods[1])
+	pods = podsOn(node, 41, cfg.pods[1])
+	if err := parallel(ctx, len(pods), 25, func(ctx context.Context, i int) error { return runPod(ctx, env, node, pods[i]) }); err != nil {
+		return nil, err
+	}
+	began = time.Now()
+	if ag, err = startBinary(ctx, env, cfg, kubeconfig, node); err != nil {
+		return nil, err
+	}
+	defer ag.stop()
+	if err := serveAll(ctx, ag.url, pods); err != nil {
+		return nil, err
+	}
+	s, err = ag.settledSample(fmt.Sprintf("%d pods / %d SAs", cfg.pods[1], min(cfg.pods[1], cfg.serviceAccounts)), cfg.pods[1], min(cfg.pods[1], cfg.serviceAccounts), time.Since(began))
+	if err != nil {
+		return nil, err
+	}
+	res.samples = append(res.samples, s)
+	return res, nil
+}
+
+// serveAll has every pod fetch credentials once, as its SDK would.
+func serveAll(ctx context.Context, url string, pods []pod) error {
+	return parallel(ctx, len(pods), 16, func(ctx context.Context, i int) error {
+		_, _, err := firstCredential(ctx, podClient(pods[i].IP, false), url, time.Now().Add(90*time.Second))
+		if err != nil {
+			return fmt.Errorf("pod %s: %w", pods[i].Name, err)
+		}
+		return nil
+	})
+}
+
+func (r *memoryResult) tables() []table {
+	t := table{
+		Title:  "Memory: the agent binary as its own process (MinIO STS)",
+		Header: []string{"state", "entries", "pods indexed", "RSS", "anon", "file", "peak RSS", "heap alloc", "heap in-use", "goroutines", "all served in"},
+		Notes: []string{
+			fmt.Sprintf("Goal: ≤ %s RSS at %d pods / %d ServiceAccounts. RSS is VmRSS from /proc/<pid>/status (anon: RssAnon, the process's own memory; file: RssFile, pages of the binary and libraries mapped in), peak VmHWM; heap figures from the agent's /metrics (go_memstats_*), 2 s after the last pod was served.", fmtMiB(rssGoal), r.cfg.pods[0], min(r.cfg.pods[0], r.cfg.serviceAccounts)),
+			fmt.Sprintf("The %d-pod agent started onto a node already running its pods (a restart): \"all served in\" runs from its start.", r.cfg.pods[1]),
+		},
+	}
+	for _, s := range r.samples {
+		served := ""
+		if s.servedIn > 0 {
+			served = fmtDur(s.servedIn)
+		}
+		t.Rows = append(t.Rows, []string{s.label, fmt.Sprintf("%.0f", s.entries), fmt.Sprintf("%.0f", s.indexed), fmtMiB(s.rss), fmtMiB(s.rssAnon), fmtMiB(s.rssFile), fmtMiB(s.peakRSS),
+			fmtMiB(s.heapAlloc), fmtMiB(s.heapInuse), fmt.Sprintf("%.0f", s.goroutines), served})
+	}
+	return []table{t}
+}
+
+func (r *memoryResult) checks() []check {
+	var out []check
+	for i, s := range r.samples {
+		if i == 0 {
+			continue
+		}
+		c := check{Scenario: "memory", Figure: "RSS / heap in-use, " + s.label, Measured: fmt.Sprintf("%s / %s", fmtMiB(s.rss), fmtMiB(s.heapInuse))}
+		if i == 1 {
+			c.Goal = "RSS ≤ " + fmtMiB(rssGoal)
+			c.Verdict = "MISSES"
+			if s.rss <= rssGoal {
+				c.Verdict = "MEETS"
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
