@@ -47,7 +47,21 @@ var (
 type imdsTokens struct {
 	key  [32]byte
 	macs sync.Pool // of hash.Hash (HMAC-SHA256 with key), reused across requests
+
+	// verified remembers tokens that passed check, with what they were
+	// bound to, so an SDK reusing its token (for hours) costs a map read,
+	// not an HMAC. Bounded: emptied when it reaches verifiedMax.
+	mu       sync.RWMutex
+	verified map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	expiry int64 // unix seconds
+	ip     netip.Addr
+	uid    types.UID
+}
+
+const verifiedMax = 4096
 
 func newIMDSTokens() *imdsTokens {
 	t := &imdsTokens{}
@@ -90,6 +104,36 @@ func (t *imdsTokens) check(token string, now time.Time, ip netip.Addr, uid types
 	if len(token) != imdsEncodedLen {
 		return errIMDSTokenMalformed
 	}
+	t.mu.RLock()
+	v, ok := t.verified[token]
+	t.mu.RUnlock()
+	if ok {
+		switch {
+		case now.Unix() >= v.expiry:
+			return errIMDSTokenExpired
+		case v.ip != ip || v.uid != uid:
+			return errIMDSTokenOtherPod
+		}
+		return nil
+	}
+	err := t.verify(token, now, ip, uid)
+	if err == nil {
+		var raw [imdsRawLen]byte
+		var src [128]byte
+		n := copy(src[:], token)
+		_, _ = base64.RawURLEncoding.Decode(raw[:], src[:n])
+		t.mu.Lock()
+		if len(t.verified) >= verifiedMax || t.verified == nil {
+			t.verified = make(map[string]verifiedToken, 64)
+		}
+		t.verified[token] = verifiedToken{expiry: int64(binary.BigEndian.Uint64(raw[1:9])), ip: ip, uid: uid}
+		t.mu.Unlock()
+	}
+	return err
+}
+
+// verify checks token cryptographically: the slow path of check.
+func (t *imdsTokens) verify(token string, now time.Time, ip netip.Addr, uid types.UID) error {
 	var raw [imdsRawLen]byte
 	var src [128]byte // imdsEncodedLen is 76: no heap copy of the token
 	n := copy(src[:], token)
