@@ -44,7 +44,7 @@ func main() {
 	flag.DurationVar(&t.KubeletTokenTTL, "kubelet-token-ttl", time.Hour, "per-pod and IRSA: projected token lifetime")
 	flag.Float64Var(&t.STSPerSAPerRefresh, "sts-per-sa-per-refresh", 1, "podcreds: STS calls per (node, ServiceAccount) per fetch (measured 1)")
 	flag.DurationVar(&t.SATTL, "sa-ttl", 30*time.Second, "podcreds: ServiceAccount cache TTL")
-	flag.DurationVar(&t.Resync, "resync", 10*time.Minute, "podcreds: pod informer resync period (0: none)")
+	flag.DurationVar(&t.Resync, "resync", 0, "podcreds: pod informer resync period (0: none, as the agent runs since it stopped resyncing)")
 	flag.Float64Var(&t.SAGetsPerRefresh, "sa-gets-per-refresh", 1, "podcreds: ServiceAccount GETs caused by pods' requests per entry per refresh cycle")
 	flag.Float64Var(&t.ClientQPS, "client-qps", 20, "podcreds: API client QPS per agent")
 	flag.IntVar(&t.ClientBurst, "client-burst", 50, "podcreds: API client burst per agent")
