@@ -29,7 +29,7 @@ func FormatTable(w io.Writer, baseline string, series []Series) error {
 		sum := s.Summary()
 		rows = append(rows, []string{
 			s.Name, s.Config.Mode(), fmt.Sprint(sum.Rounds), fmt.Sprintf("%.0f", sum.RPS),
-			formatDuration(sum.P50), formatDuration(sum.P99), fmt.Sprint(sum.Errors),
+			FormatDuration(sum.P50), FormatDuration(sum.P99), fmt.Sprint(sum.Errors),
 			fmt.Sprintf("%.2fx", Compare(sum, base).RPS),
 		})
 	}
@@ -59,9 +59,9 @@ func FormatTable(w io.Writer, baseline string, series []Series) error {
 	return err
 }
 
-// formatDuration prints d with three or four significant digits in µs, ms
-// or s.
-func formatDuration(d time.Duration) string {
+// FormatDuration prints d with three or four significant digits in µs, ms
+// or s, as the benchmark tables do.
+func FormatDuration(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
 		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))

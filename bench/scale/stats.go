@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/podcreds/podcreds/bench/loadgen"
 )
 
 // quantile returns the nearest-rank q-quantile of ds (the smallest value
@@ -24,17 +26,8 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	return s[min(max(rank, 1), len(s))-1]
 }
 
-// fmtDur prints d with three or four significant digits in µs, ms or s.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
-	case d < time.Second:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	}
-}
+// fmtDur prints d as the load generator's tables do.
+func fmtDur(d time.Duration) string { return loadgen.FormatDuration(d) }
 
 // fmtMiB prints a byte count in MiB.
 func fmtMiB(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
