@@ -19,9 +19,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
@@ -38,7 +38,7 @@ type Listener struct {
 // required.
 type Options struct {
 	NodeName string
-	Client   kubernetes.Interface
+	Client   kube.Client
 	// Cache serves credentials; Tokens, if set, forgets deleted pods' tokens.
 	Cache  CredentialCache
 	Tokens TokenDropper

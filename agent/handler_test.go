@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
@@ -31,7 +32,7 @@ func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 		return cache.NewCredentials("ASIAEXAMPLE", "secret", "session-token", "123456789012", now, now.Add(time.Hour)), nil
 	}), cache.Options{Metrics: m})
 	tb.Cleanup(c.Close)
-	a, err := New(Options{NodeName: "node-a", Client: client, Cache: c, Logger: zap.NewNop(), Metrics: m, DefaultAudience: "sts.amazonaws.com", DefaultTokenExpiration: time.Hour, RateLimit: -1})
+	a, err := New(Options{NodeName: "node-a", Client: kubeclientset.Wrap(client), Cache: c, Logger: zap.NewNop(), Metrics: m, DefaultAudience: "sts.amazonaws.com", DefaultTokenExpiration: time.Hour, RateLimit: -1})
 	if err != nil {
 		tb.Fatal(err)
 	}

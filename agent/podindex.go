@@ -14,12 +14,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/watch"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
@@ -37,12 +38,12 @@ var (
 // path is one read-locked map lookup with no allocation.
 type PodIndex struct {
 	node     string
-	client   kubernetes.Interface
+	client   kube.Client
 	wait     time.Duration
 	logger   *zap.Logger
 	metrics  *metrics.Metrics
-	factory  informers.SharedInformerFactory
 	informer toolscache.SharedIndexInformer
+	done     chan struct{}   // closed when a started informer has stopped
 	onChange func(types.UID) // called outside the lock after every change
 	lookups  singleflight.Group
 
@@ -57,7 +58,7 @@ type PodIndex struct {
 // NewPodIndex builds an index of the pods on node. wait is how long a request
 // from an unknown address waits for the informer before asking the API server.
 // onChange, if set, is called with a pod's UID whenever that pod changes.
-func NewPodIndex(client kubernetes.Interface, node string, wait time.Duration, logger *zap.Logger, m *metrics.Metrics, onChange func(types.UID)) *PodIndex {
+func NewPodIndex(client kube.Client, node string, wait time.Duration, logger *zap.Logger, m *metrics.Metrics, onChange func(types.UID)) *PodIndex {
 	idx := &PodIndex{
 		node: node, client: client, wait: wait, logger: logger.Named("pods"), metrics: m, onChange: onChange,
 		byIP: map[netip.Addr][]*Pod{}, byUID: map[types.UID]*Pod{}, waiters: map[netip.Addr]chan struct{}{},
@@ -66,13 +67,19 @@ func NewPodIndex(client kubernetes.Interface, node string, wait time.Duration, l
 	// each node re-read its ServiceAccounts for nothing (bench/model: the
 	// largest API load at 5000 nodes). A changed role is noticed on the
 	// request path instead (Agent.resolve).
-	idx.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
-		}),
-		informers.WithTransform(trimPod),
-	)
-	idx.informer = idx.factory.Core().V1().Pods().Informer()
+	onNode := fields.OneTermEqualSelector("spec.nodeName", node).String()
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = onNode
+			return client.ListPods(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = onNode
+			return client.WatchPods(ctx, o)
+		},
+	}
+	idx.informer = toolscache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, toolscache.Indexers{})
+	_ = idx.informer.SetTransform(trimPod) // fails only once the informer runs
 	_, _ = idx.informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { idx.upsert(obj) },
 		UpdateFunc: func(old, obj any) {
@@ -88,7 +95,11 @@ func NewPodIndex(client kubernetes.Interface, node string, wait time.Duration, l
 
 // Start runs the informer until ctx ends and waits for its first sync.
 func (idx *PodIndex) Start(ctx context.Context) error {
-	idx.factory.Start(ctx.Done())
+	idx.done = make(chan struct{})
+	go func() {
+		defer close(idx.done)
+		idx.informer.RunWithContext(ctx)
+	}()
 	if !toolscache.WaitForCacheSync(ctx.Done(), idx.informer.HasSynced) {
 		return fmt.Errorf("pod informer for node %s did not sync: %w", idx.node, ctx.Err())
 	}
@@ -98,8 +109,13 @@ func (idx *PodIndex) Start(ctx context.Context) error {
 // Synced reports whether the informer has completed its first list.
 func (idx *PodIndex) Synced() bool { return idx.informer.HasSynced() }
 
-// Shutdown stops the informer's goroutines (after the Start context ends).
-func (idx *PodIndex) Shutdown() { idx.factory.Shutdown() }
+// Shutdown waits for the informer's goroutines to stop once the Start
+// context has ended. Start and Shutdown are called from one goroutine.
+func (idx *PodIndex) Shutdown() {
+	if idx.done != nil {
+		<-idx.done
+	}
+}
 
 // Pod returns the pod with uid, or nil.
 func (idx *PodIndex) Pod(uid types.UID) *Pod {
@@ -249,7 +265,7 @@ func (idx *PodIndex) lookupAPI(ctx context.Context, ip netip.Addr) (*Pod, error)
 			fields.OneTermEqualSelector("spec.nodeName", idx.node),
 			fields.OneTermEqualSelector("status.podIP", ip.String()),
 		).String()
-		list, err := idx.client.CoreV1().Pods(metav1.NamespaceAll).List(cctx, metav1.ListOptions{FieldSelector: sel})
+		list, err := idx.client.ListPods(cctx, metav1.ListOptions{FieldSelector: sel})
 		if err != nil {
 			return nil, failure.Retriable("PodLookupFailed", "cannot reach the Kubernetes API to identify the caller", 0, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podcreds/podcreds/internal/failure"
 )
@@ -37,7 +36,7 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		now := r.clock.Now()
-		ns, err := r.client.CoreV1().Namespaces().Get(cctx, namespace, metav1.GetOptions{})
+		ns, err := r.client.GetNamespace(cctx, namespace)
 		var a resolved
 		switch {
 		case apierrors.IsNotFound(err):

@@ -11,12 +11,11 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/kube"
 )
 
 // IRSA's ServiceAccount annotations, honoured as EKS does.
@@ -34,7 +33,7 @@ const MinTokenExpiration = 10 * time.Minute
 // cluster-wide ServiceAccount watch on every node would not scale to
 // thousands of nodes, and a node only ever needs the few its pods run as.
 type RoleResolver struct {
-	client          kubernetes.Interface
+	client          kube.Client
 	clock           clock.PassiveClock
 	ttl, negTTL     time.Duration
 	defaultAudience string
@@ -58,7 +57,7 @@ type resolved struct {
 // NewRoleResolver caches answers for ttl (a missing role or ServiceAccount
 // for a fifth of it, so a newly annotated ServiceAccount works quickly).
 // accounts, if not empty, are the only AWS accounts whose roles are served.
-func NewRoleResolver(client kubernetes.Interface, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration, accounts []string) *RoleResolver {
+func NewRoleResolver(client kube.Client, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration, accounts []string) *RoleResolver {
 	r := &RoleResolver{
 		client: client, clock: clk, ttl: ttl, negTTL: ttl / 5,
 		defaultAudience: defaultAudience, defaultExpiry: defaultExpiry,
@@ -155,7 +154,7 @@ func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name strin
 func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolved {
 	now := r.clock.Now()
 	neg := func(err error) resolved { return resolved{err: err, expires: now.Add(r.negTTL)} }
-	sa, err := r.client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	sa, err := r.client.GetServiceAccount(ctx, namespace, name)
 	switch {
 	case apierrors.IsNotFound(err):
 		return neg(failure.Final(http.StatusNotFound, "ServiceAccountNotFound",

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
 )
 
 func TestGlobMatch(t *testing.T) {
@@ -61,7 +62,7 @@ func TestRoleResolution(t *testing.T) {
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "closed", Name: "sa", Annotations: map[string]string{RoleAnnotation: roleA}}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "open", Name: "badexp", Annotations: map[string]string{RoleAnnotation: roleA, TokenExpirationAnnotation: "60"}}},
 	)
-	r := NewRoleResolver(client, clock.RealClock{}, time.Minute, "sts.amazonaws.com", time.Hour, []string{"111111111111"})
+	r := NewRoleResolver(kubeclientset.Wrap(client), clock.RealClock{}, time.Minute, "sts.amazonaws.com", time.Hour, []string{"111111111111"})
 	pod := func(ns, sa, role string) *Pod {
 		return &Pod{Namespace: ns, Name: "p", ServiceAccount: sa, RoleARN: role}
 	}

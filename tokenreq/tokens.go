@@ -9,13 +9,12 @@ import (
 
 	"go.uber.org/zap"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
@@ -99,7 +98,7 @@ type TokenOptions struct {
 // concurrent use. Concurrent calls for the same token are not coalesced here:
 // the credentials cache above already makes one fetch per entry at a time.
 type TokenManager struct {
-	client  kubernetes.Interface
+	client  kube.Client
 	clock   clock.PassiveClock
 	logger  *zap.Logger
 	metrics *metrics.Metrics
@@ -111,7 +110,7 @@ type TokenManager struct {
 }
 
 // NewTokenManager returns a TokenManager that requests tokens through client.
-func NewTokenManager(client kubernetes.Interface, opts TokenOptions) *TokenManager {
+func NewTokenManager(client kube.Client, opts TokenOptions) *TokenManager {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
@@ -188,7 +187,7 @@ func (m *TokenManager) request(ctx context.Context, spec TokenSpec) (*cachedToke
 	}}
 	issued := m.clock.Now()
 	start := time.Now()
-	resp, err := m.client.CoreV1().ServiceAccounts(spec.Namespace).CreateToken(ctx, spec.ServiceAccount, req, metav1.CreateOptions{})
+	resp, err := m.client.CreateToken(ctx, spec.Namespace, spec.ServiceAccount, req)
 	elapsed := time.Since(start)
 
 	var tok *cachedToken

@@ -21,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
 
@@ -106,7 +107,7 @@ func newTokenFixture() *tokenFixture {
 	api := newFakeAPI(clk)
 	core, logs := observer.New(zapcore.DebugLevel)
 	met := newMetrics()
-	m := NewTokenManager(api.client, TokenOptions{Clock: clk, Logger: zap.New(core), Metrics: met})
+	m := NewTokenManager(kubeclientset.Wrap(api.client), TokenOptions{Clock: clk, Logger: zap.New(core), Metrics: met})
 	return &tokenFixture{clock: clk, api: api, m: m, metrics: met, logs: logs}
 }
 

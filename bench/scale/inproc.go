@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/stack"
 	"github.com/podcreds/podcreds/internal/testenv"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -62,7 +62,7 @@ func startInproc(ctx context.Context, env *testenv.Env, logger *zap.Logger, spec
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = float32(binaryClientQPS*scale), int(binaryClientBurst*scale)
 	cfg.UserAgent = "podcreds/" + spec.node
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -13,12 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/oidc"
 	"github.com/podcreds/podcreds/internal/stack"
 	"github.com/podcreds/podcreds/netsetup"
@@ -46,9 +46,9 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	restCfg.UserAgent = "podcreds/" + cfg.NodeName
-	client, err := kubernetes.NewForConfig(restCfg)
+	client, err := kube.New(restCfg)
 	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+		return err
 	}
 
 	var verifier agent.Verifier
@@ -102,12 +102,12 @@ func run(ctx context.Context, cfg *Config) error {
 // asks the API server for its issuer; when the issuer is the API server
 // itself, discovery goes through the agent's own authenticated connection
 // (trusting the cluster CA), otherwise through the system's roots.
-func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client kubernetes.Interface, logger *zap.Logger) (*oidc.Verifier, error) {
+func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client kube.Client, logger *zap.Logger) (*oidc.Verifier, error) {
 	issuer := cfg.TokenIssuer
 	if issuer == "" {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		raw, err := client.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").DoRaw(cctx)
+		raw, err := client.GetRaw(cctx, "/.well-known/openid-configuration")
 		if err != nil {
 			return nil, fmt.Errorf("discovering the ServiceAccount token issuer from the API server (set -token-issuer, or -token-verification=off): %w", err)
 		}

@@ -10,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/metrics"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -21,7 +21,7 @@ import (
 // Options are the parts a caller chooses. Agent and Cache are taken as
 // templates: Build fills in their Client, Cache, Tokens, Logger and Metrics.
 type Options struct {
-	Client kubernetes.Interface
+	Client kube.Client
 	STS    tokenreq.STSClient
 	// SessionDuration is asked of STS (default 1h).
 	SessionDuration time.Duration

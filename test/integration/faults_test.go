@@ -327,7 +327,7 @@ func TestTokenRequestRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := metrics.New(nil)
-		tokens := tokenreq.NewTokenManager(env.Client, tokenreq.TokenOptions{Metrics: m})
+		tokens := tokenreq.NewTokenManager(secrets.agentClient(), tokenreq.TokenOptions{Metrics: m})
 		_, err = tokens.Token(ctx, tokenreq.TokenSpec{Namespace: ns, ServiceAccount: "app", Audience: testenv.Audience, Expiration: time.Hour,
 			Pod: cache.PodRef{Namespace: ns, Name: pod.Name, UID: pod.UID}})
 		var fe *failure.Error

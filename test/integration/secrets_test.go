@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,8 +10,11 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/client-go/kubernetes"
+	authnv1 "k8s.io/api/authentication/v1"
+	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+
+	"github.com/podcreds/podcreds/internal/kube"
 )
 
 // secretLog collects every agent's debug log and every secret handed out
@@ -23,6 +25,7 @@ type secretLog struct {
 	logs    bytes.Buffer
 	secrets map[string]string // secret -> what it is
 	agents  int               // agents started
+	broken  []string          // TokenRequest answers the recorder could not read
 }
 
 var secrets = &secretLog{secrets: map[string]string{}}
@@ -57,13 +60,11 @@ func (s *secretLog) core() zapcore.Core {
 
 // agentClient is env's admin client with a transport that records every
 // ServiceAccount token the API server returns.
-func (s *secretLog) agentClient() kubernetes.Interface {
+func (s *secretLog) agentClient() kube.Client {
 	s.mu.Lock()
 	s.agents++
 	s.mu.Unlock()
 	cfg := rest.CopyConfig(env.Config)
-	// JSON, so the recorder can read the tokens in responses.
-	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			res, err := rt.RoundTrip(req)
@@ -76,18 +77,23 @@ func (s *secretLog) agentClient() kubernetes.Interface {
 			if rerr != nil {
 				return res, err
 			}
-			var tr struct {
-				Status struct {
-					Token string `json:"token"`
-				} `json:"status"`
-			}
-			if json.Unmarshal(b, &tr) == nil {
+			// Protobuf, as the agent asks for; the deserializer reads either.
+			obj, _, derr := clientscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
+			if tr, ok := obj.(*authnv1.TokenRequest); derr == nil && ok {
 				s.add(tr.Status.Token, "a ServiceAccount token minted for the agent")
+			} else {
+				s.mu.Lock()
+				s.broken = append(s.broken, fmt.Sprintf("%s (%s): %v", req.URL.Path, res.Header.Get("Content-Type"), derr))
+				s.mu.Unlock()
 			}
 			return res, err
 		})
 	}
-	return kubernetes.NewForConfigOrDie(cfg)
+	c, err := kube.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -102,6 +108,9 @@ func (s *secretLog) scanLogs() error {
 	kinds := map[string]int{}
 	for _, what := range s.secrets {
 		kinds[what]++
+	}
+	if len(s.broken) > 0 {
+		return fmt.Errorf("secret scan: the recorder could not read %d TokenRequest answers, so their tokens went unchecked: %v", len(s.broken), s.broken)
 	}
 	if s.agents > 0 && (len(logs) == 0 || kinds["a ServiceAccount token minted for the agent"] == 0) {
 		return fmt.Errorf("secret scan: %d agents ran but %d bytes of logs and %d ServiceAccount tokens were recorded: the recorder is broken",
