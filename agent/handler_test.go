@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
 	"github.com/podcreds/podcreds/internal/metrics"
 )
@@ -36,16 +37,16 @@ func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	a.index.upsert(&corev1.Pod{
+	a.index.upsert(&kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app-1", UID: "uid-1"},
-		Spec:       corev1.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
-		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
+		Spec:       kube.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
+		Status:     kube.PodStatus{Phase: kube.PodRunning, PodIP: "10.0.0.1", PodIPs: []kube.PodIP{{IP: "10.0.0.1"}}},
 	})
 	// A second pod of the same ServiceAccount, for replay tests.
-	a.index.upsert(&corev1.Pod{
+	a.index.upsert(&kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app-2", UID: "uid-2"},
-		Spec:       corev1.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
-		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.2", PodIPs: []corev1.PodIP{{IP: "10.0.0.2"}}},
+		Spec:       kube.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
+		Status:     kube.PodStatus{Phase: kube.PodRunning, PodIP: "10.0.0.2", PodIPs: []kube.PodIP{{IP: "10.0.0.2"}}},
 	})
 	// What the binder does when the informer reports the pod: the pod
 	// becomes a user of its entry and the cache prefetches.

@@ -4,11 +4,11 @@ import (
 	"net/netip"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podcreds/podcreds/cache"
+	"github.com/podcreds/podcreds/internal/kube"
 )
 
 // Pod is what the agent keeps of a pod on its node: just enough to identify
@@ -22,7 +22,7 @@ type Pod struct {
 	// IPs are every address in status.podIPs (status.podIP included).
 	IPs         []netip.Addr
 	HostNetwork bool
-	Phase       corev1.PodPhase
+	Phase       kube.PodPhase
 	// Deleting is set once the pod has a deletion timestamp.
 	Deleting bool
 	// RoleARN is the role the pod's PodRoleAnnotation asks for, if any.
@@ -40,7 +40,7 @@ func (p *Pod) Ref() cache.PodRef {
 // terminating pod's address may already belong to its successor.
 func (p *Pod) Identifiable() bool {
 	return !p.HostNetwork && !p.Deleting && len(p.IPs) > 0 &&
-		p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
+		p.Phase != kube.PodSucceeded && p.Phase != kube.PodFailed
 }
 
 // WillRun reports whether the pod is, or is about to be, running: its
@@ -48,7 +48,7 @@ func (p *Pod) Identifiable() bool {
 // has an address, so the STS exchange overlaps its image pull and container
 // start. (hostNetwork pods included: they are served on a verified token.)
 func (p *Pod) WillRun() bool {
-	return !p.Deleting && p.Phase != corev1.PodSucceeded && p.Phase != corev1.PodFailed
+	return !p.Deleting && p.Phase != kube.PodSucceeded && p.Phase != kube.PodFailed
 }
 
 // String is namespace/name, for logs and messages.
@@ -56,7 +56,7 @@ func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
 
 // podFromObject converts an API pod. Unparseable IPs are skipped: the API
 // server validates them, so one would only come from a broken status.
-func podFromObject(o *corev1.Pod) *Pod {
+func podFromObject(o *kube.Pod) *Pod {
 	p := &Pod{
 		Namespace:      o.Namespace,
 		Name:           o.Name,
@@ -95,23 +95,23 @@ func podFromObject(o *corev1.Pod) *Pod {
 // trimPod is the informer's transform: it keeps only the fields podFromObject
 // reads, so a node with hundreds of pods holds kilobytes, not megabytes.
 func trimPod(obj any) (any, error) {
-	o, ok := obj.(*corev1.Pod)
+	o, ok := obj.(*kube.Pod)
 	if !ok {
 		return obj, nil // a DeletedFinalStateUnknown tombstone: keep as is
 	}
-	return &corev1.Pod{
+	return &kube.Pod{
 		TypeMeta:   o.TypeMeta,
 		ObjectMeta: metaTrim(o),
-		Spec: corev1.PodSpec{
+		Spec: kube.PodSpec{
 			NodeName:           o.Spec.NodeName,
 			ServiceAccountName: o.Spec.ServiceAccountName,
 			HostNetwork:        o.Spec.HostNetwork,
 		},
-		Status: corev1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
+		Status: kube.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
 	}, nil
 }
 
-func metaTrim(o *corev1.Pod) metav1.ObjectMeta {
+func metaTrim(o *kube.Pod) metav1.ObjectMeta {
 	var ann map[string]string
 	if v, ok := o.Annotations[PodRoleAnnotation]; ok {
 		ann = map[string]string{PodRoleAnnotation: v} // the only annotation read

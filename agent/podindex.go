@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -78,7 +77,7 @@ func NewPodIndex(client kube.Client, node string, wait time.Duration, logger *za
 			return client.WatchPods(ctx, o)
 		},
 	}
-	idx.informer = toolscache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, toolscache.Indexers{})
+	idx.informer = toolscache.NewSharedIndexInformer(lw, &kube.Pod{}, 0, toolscache.Indexers{})
 	_ = idx.informer.SetTransform(trimPod) // fails only once the informer runs
 	_, _ = idx.informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { idx.upsert(obj) },
@@ -124,14 +123,14 @@ func (idx *PodIndex) Pod(uid types.UID) *Pod {
 	return idx.byUID[uid]
 }
 
-func podPair(old, obj any) (*corev1.Pod, *corev1.Pod, bool) {
-	o, ok1 := old.(*corev1.Pod)
-	n, ok2 := obj.(*corev1.Pod)
+func podPair(old, obj any) (*kube.Pod, *kube.Pod, bool) {
+	o, ok1 := old.(*kube.Pod)
+	n, ok2 := obj.(*kube.Pod)
 	return o, n, ok1 && ok2
 }
 
 func (idx *PodIndex) upsert(obj any) {
-	o, ok := obj.(*corev1.Pod)
+	o, ok := obj.(*kube.Pod)
 	if !ok {
 		return
 	}
@@ -161,7 +160,7 @@ func (idx *PodIndex) remove(obj any) {
 	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	o, ok := obj.(*corev1.Pod)
+	o, ok := obj.(*kube.Pod)
 	if !ok {
 		return
 	}

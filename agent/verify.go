@@ -8,9 +8,8 @@ import (
 	"net/netip"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/internal/kube"
 	"github.com/podcreds/podcreds/internal/oidc"
 )
 
@@ -63,7 +62,7 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 		return nil, failure.Final(http.StatusUnauthorized, "InvalidToken", "the presented ServiceAccount token is not valid", err)
 	}
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
-		if p.Deleting || p.Phase != corev1.PodRunning {
+		if p.Deleting || p.Phase != kube.PodRunning {
 			return nil, errHostNetwork
 		}
 		return p, nil

@@ -1,12 +1,12 @@
 // Package kube is the slice of the Kubernetes API the agent uses — pods on
 // its node, ServiceAccounts, namespaces and TokenRequest — over one REST
-// client that speaks protobuf and knows only core/v1 and
-// authentication.k8s.io/v1.
+// client that knows only those types (types.go) and TokenRequest.
 //
 // It exists for the agent's footprint: the generated clientset registers
-// every API group of Kubernetes at start-up and links their clients, which
-// roughly doubles the binary and the memory it keeps mapped (bench/scale's
-// memory scenario). The agent needs five calls.
+// every API group of Kubernetes at start-up and links their clients, and
+// k8s.io/api/core/v1 alone is a fifth of what remains. Mapped binary pages
+// are most of the agent's resident memory (bench/scale's memory scenario),
+// and the agent needs five calls.
 package kube
 
 import (
@@ -14,7 +14,6 @@ import (
 	"fmt"
 
 	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,9 +24,9 @@ import (
 
 // Client is what the agent asks of the API server.
 type Client interface {
-	GetServiceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error)
-	GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error)
-	ListPods(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	GetServiceAccount(ctx context.Context, namespace, name string) (*ServiceAccount, error)
+	GetNamespace(ctx context.Context, name string) (*Namespace, error)
+	ListPods(ctx context.Context, opts metav1.ListOptions) (*PodList, error)
 	WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 	// CreateToken is the TokenRequest API: a token for the ServiceAccount,
 	// with the audiences, lifetime and pod binding of req.
@@ -38,37 +37,33 @@ type Client interface {
 }
 
 var (
+	coreV1         = schema.GroupVersion{Version: "v1"}
 	scheme         = runtime.NewScheme()
 	codecs         = serializer.NewCodecFactory(scheme)
 	parameterCodec = runtime.NewParameterCodec(scheme)
 )
 
 func init() {
-	// The option types (ListOptions, GetOptions, …) as the API server's
-	// query parameters, as the generated clientset registers them.
-	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authnv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			panic(fmt.Sprintf("kube: registering API types: %v", err))
-		}
+	// The core group's version "v1" holds both the agent's views of core
+	// objects and the option types (ListOptions, …) as query parameters,
+	// as the generated clientset registers them.
+	metav1.AddToGroupVersion(scheme, coreV1)
+	scheme.AddKnownTypes(coreV1, &Pod{}, &PodList{}, &ServiceAccount{}, &Namespace{})
+	if err := authnv1.AddToScheme(scheme); err != nil {
+		panic(fmt.Sprintf("kube: registering API types: %v", err))
 	}
 }
 
 // New returns a Client for cfg (whose QPS, Burst, UserAgent and credentials
-// it keeps). Requests and answers are protobuf, as kubelet's are, unless cfg
-// names its own content types.
+// it keeps). It speaks JSON, which decodes into the views without the
+// protobuf code of the full types.
 func New(cfg *rest.Config) (Client, error) {
 	c := rest.CopyConfig(cfg)
-	gv := corev1.SchemeGroupVersion
+	gv := coreV1
 	c.GroupVersion = &gv
 	c.APIPath = "/api"
 	c.NegotiatedSerializer = codecs.WithoutConversion()
-	if c.ContentType == "" {
-		c.ContentType = runtime.ContentTypeProtobuf
-	}
-	if c.AcceptContentTypes == "" {
-		c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	}
+	c.ContentType, c.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
 	}
@@ -81,20 +76,20 @@ func New(cfg *rest.Config) (Client, error) {
 
 type restClient struct{ rc *rest.RESTClient }
 
-func (c *restClient) GetServiceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error) {
-	out := &corev1.ServiceAccount{}
+func (c *restClient) GetServiceAccount(ctx context.Context, namespace, name string) (*ServiceAccount, error) {
+	out := &ServiceAccount{}
 	err := c.rc.Get().Namespace(namespace).Resource("serviceaccounts").Name(name).Do(ctx).Into(out)
 	return out, err
 }
 
-func (c *restClient) GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error) {
-	out := &corev1.Namespace{}
+func (c *restClient) GetNamespace(ctx context.Context, name string) (*Namespace, error) {
+	out := &Namespace{}
 	err := c.rc.Get().Resource("namespaces").Name(name).Do(ctx).Into(out)
 	return out, err
 }
 
-func (c *restClient) ListPods(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	out := &corev1.PodList{}
+func (c *restClient) ListPods(ctx context.Context, opts metav1.ListOptions) (*PodList, error) {
+	out := &PodList{}
 	err := c.rc.Get().Resource("pods").VersionedParams(&opts, parameterCodec).Do(ctx).Into(out)
 	return out, err
 }

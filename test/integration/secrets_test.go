@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
@@ -79,9 +80,11 @@ func (s *secretLog) agentClient() kube.Client {
 			}
 			// Protobuf, as the agent asks for; the deserializer reads either.
 			obj, _, derr := clientscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
-			if tr, ok := obj.(*authnv1.TokenRequest); derr == nil && ok {
-				s.add(tr.Status.Token, "a ServiceAccount token minted for the agent")
-			} else {
+			switch o := obj.(type) {
+			case *authnv1.TokenRequest:
+				s.add(o.Status.Token, "a ServiceAccount token minted for the agent")
+			case *metav1.Status: // a refusal: no token in it
+			default:
 				s.mu.Lock()
 				s.broken = append(s.broken, fmt.Sprintf("%s (%s): %v", req.URL.Path, res.Header.Get("Content-Type"), derr))
 				s.mu.Unlock()
