@@ -34,31 +34,54 @@ func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeco
 	cmd := exec.Command(cfg.agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+listen, "--ecs-listen=none", "--health-listen="+health, "--metrics-listen="+metrics,
 		"--sts-endpoint="+env.STSEndpoint, "--rate-limit=0", "--log-level=warn")
+	a := &binaryAgent{url: "http://" + listen + "/v1/credentials", metrics: "http://" + metrics + "/metrics", ready: "http://" + health + "/readyz"}
+	if err := a.start(ctx, cmd, log, "agent for "+node); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// startFloor runs bench/scale/floor: the dependency set, initialised, idle.
+func startFloor(ctx context.Context, cfg memoryConfig, kubeconfig string) (*binaryAgent, error) {
+	metrics := freeAddr()
+	log, err := os.Create(filepath.Join(cfg.outDir, "floor.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.floorBin, "--kubeconfig="+kubeconfig, "--metrics-listen="+metrics)
+	a := &binaryAgent{metrics: "http://" + metrics + "/metrics", ready: "http://" + metrics + "/metrics"}
+	if err := a.start(ctx, cmd, log, "the floor"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// start runs cmd, logging to log, and waits for a.ready to answer.
+func (a *binaryAgent) start(ctx context.Context, cmd *exec.Cmd, log *os.File, node string) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return nil, err
+		return err
 	}
-	a := &binaryAgent{cmd: cmd, done: make(chan struct{}), url: "http://" + listen + "/v1/credentials",
-		metrics: "http://" + metrics + "/metrics", ready: "http://" + health + "/readyz"}
+	a.cmd, a.done = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); log.Close(); close(a.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := httpGet(ctx, a.ready); err == nil {
-			return a, nil
+			return nil
 		}
 		select {
 		case <-a.done:
-			return nil, fmt.Errorf("agent for %s exited before it was ready; see %s", node, log.Name())
+			return fmt.Errorf("%s exited before it was ready; see %s", node, log.Name())
 		case <-ctx.Done():
 			a.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			a.stop()
-			return nil, fmt.Errorf("agent for %s not ready after 30s; see %s", node, log.Name())
+			return fmt.Errorf("%s not ready after 30s; see %s", node, log.Name())
 		}
 	}
 }

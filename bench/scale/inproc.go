@@ -46,8 +46,8 @@ type inproc struct {
 // Defaults of cmd/podcreds that the in-process agents copy, so that they
 // behave as the binary does out of the box (cmd/podcreds/config.go, run.go).
 const (
-	binaryClientQPS   = 20
-	binaryClientBurst = 50
+	binaryClientQPS   = 50
+	binaryClientBurst = 100
 	binarySTSRate     = 20
 	binarySTSBurst    = 50
 	binaryMaxWait     = 800 * time.Millisecond

@@ -109,14 +109,21 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 
 	// The binary builds while the control plane starts.
 	built := make(chan error, 1)
-	if selected["memory"] && mem.agentBin == "" {
+	if selected["memory"] {
 		dir, err := os.MkdirTemp("", "podcreds-scale-")
 		if err != nil {
 			return false, err
 		}
 		defer os.RemoveAll(dir)
-		mem.agentBin = filepath.Join(dir, "podcreds")
-		go func() { built <- buildAgent(ctx, mem.agentBin) }()
+		mem.floorBin = filepath.Join(dir, "floor")
+		go func() {
+			err := build(ctx, "./bench/scale/floor", mem.floorBin)
+			if err == nil && mem.agentBin == "" {
+				mem.agentBin = filepath.Join(dir, "podcreds")
+				err = build(ctx, "./cmd/podcreds", mem.agentBin)
+			}
+			built <- err
+		}()
 	} else {
 		built <- nil
 	}
@@ -210,13 +217,14 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 	return failed(checks), errors.Join(errs...)
 }
 
-// buildAgent builds ./cmd/podcreds of the module this runs in to path.
-func buildAgent(ctx context.Context, path string) error {
+// build builds pkg of the module this runs in to path with the Makefile's
+// recipe (static, stripped: what the image ships).
+func build(ctx context.Context, pkg, path string) error {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
 		return fmt.Errorf("run from the podcreds checkout, or pass -agent (go env GOMOD: %q, %v)", gomod, err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", path, "./cmd/podcreds")
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BUILD_PKG="+pkg, "PODCREDS_BIN="+path)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()

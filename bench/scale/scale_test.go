@@ -118,8 +118,16 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
+// halfPolicy is the soak policy with the refresh fraction these tests'
+// timings were worked out for (0.5), whatever the production default.
+func halfPolicy(c soakConfig) policy {
+	p := soakPolicy(c)
+	p.RefreshFraction = 0.5
+	return p
+}
+
 func TestPolicyDelay(t *testing.T) {
-	p := soakPolicy(soakConfig{lifetime: 12 * time.Second, latency: 50 * time.Millisecond})
+	p := halfPolicy(soakConfig{lifetime: 12 * time.Second, latency: 50 * time.Millisecond})
 	// The cache sees 11–12 s (whole seconds): refresh at 50 % of that less
 	// up to 10 %: 5.5 s − 1.1 s at the earliest, 6 s at the latest ...
 	if lo, mean, hi := p.delay(); lo != 4400*time.Millisecond || hi != 6*time.Second || mean != 5175*time.Millisecond {
@@ -152,7 +160,7 @@ func TestSoakAnalysis(t *testing.T) {
 	newResult := func(calls []stsCall) *soakResult {
 		r := &soakResult{
 			cfg:        soakConfig{entries: 3, lifetime: 12 * time.Second},
-			policy:     soakPolicy(soakConfig{lifetime: 12 * time.Second, latency: 50 * time.Millisecond}),
+			policy:     halfPolicy(soakConfig{lifetime: 12 * time.Second, latency: 50 * time.Millisecond}),
 			agentStart: start, runStart: start.Add(time.Second), runEnd: start.Add(31 * time.Second), calls: calls,
 		}
 		r.analyse()

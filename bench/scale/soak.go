@@ -40,7 +40,8 @@ func soakPolicy(c soakConfig) policy {
 		Options: cache.Options{
 			RefreshFraction: cache.DefaultRefreshFraction,
 			RefreshJitter:   cache.DefaultRefreshJitter,
-			// 20 min of 1 h, scaled: the fraction, not this, decides.
+			// 20 min of 1 h, scaled: as in production, it and the
+			// fraction put the refresh at the same point.
 			RefreshBefore: c.lifetime / 3,
 			SafetyMargin:  time.Second,
 		},
