@@ -194,9 +194,6 @@ func TestAcquirePrefetches(t *testing.T) {
 }
 
 func TestReleaseOfLastUser(t *testing.T) {
-	// With Rand fixed at 0.5, one-hour credentials are refreshed after
-	// 30 min − 0.5·6 min = 27 min.
-	const refreshAt = 27 * time.Minute
 	tests := []struct {
 		name string
 		// run releases every user of key, which was acquired by pods 1
@@ -269,7 +266,7 @@ func TestClose(t *testing.T) {
 	h.c.WaitIdle()
 	entered, release := h.f.hold()
 	defer release()
-	h.clk.Step(27 * time.Minute) // the three refreshes start and block
+	h.clk.Step(refreshAt) // the three refreshes start and block
 	for range 3 {
 		<-entered
 	}
@@ -299,7 +296,7 @@ func TestRefreshUsesNewestUser(t *testing.T) {
 	}
 	h.c.Release(key, testPod(3).UID)
 	h.c.WaitIdle()
-	h.step(27 * time.Minute)
+	h.step(refreshAt)
 
 	recs := h.f.recorded()
 	if len(recs) != 2 {

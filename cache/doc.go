@@ -20,12 +20,14 @@
 //	min(RefreshFraction·L, L − RefreshBefore) − U[0, RefreshJitter·L)
 //
 // but never before a quarter of L, so short-lived credentials are not
-// refreshed in a hot loop. With the defaults (0.5, 20 min, 0.1) one-hour
-// credentials are refreshed 24–30 minutes after they were obtained, with
-// 30–36 minutes left: every SDK's refresh window (botocore's 15-minute
+// refreshed in a hot loop. With the defaults (2/3, 20 min, 0.1) one-hour
+// credentials are refreshed 34–40 minutes after they were obtained, with
+// 20–26 minutes left: every SDK's refresh window (botocore's 15-minute
 // advisory one being the widest for one-hour credentials) is still ahead of
 // whatever a client is handed, so clients refresh on their own schedule
-// instead of all at once.
+// instead of all at once, and an STS outage of 20 minutes goes unnoticed.
+// Refreshing earlier buys a longer outage tolerance with more STS calls:
+// at half the lifetime, 30 minutes for 1.4× the calls.
 //
 // A retriable failure keeps the current credentials, which are served until
 // they come within SafetyMargin of expiry, and retries with exponential

@@ -132,6 +132,10 @@ type harness struct {
 	m   *metrics.Metrics
 }
 
+// refreshAt is when the default policy refreshes the harness's one-hour
+// credentials, with Rand at its default 0.5: 2/3·60 min − 0.5·6 min.
+const refreshAt = 37 * time.Minute
+
 // newHarness builds a cache over a fresh fake fetcher. opts' Clock, Metrics
 // and Logger are filled in; Rand defaults to a constant 0.5 so schedules are
 // predictable. configure, if non-nil, adjusts the fetcher before use.

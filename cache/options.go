@@ -22,8 +22,11 @@ const (
 	// and blocks to refresh them; two minutes keeps anything we hand out
 	// usable by every SDK for at least a request or two.
 	DefaultSafetyMargin = 2 * time.Minute
-	// DefaultRefreshFraction refreshes at half the credentials' lifetime.
-	DefaultRefreshFraction = 0.5
+	// DefaultRefreshFraction refreshes at two thirds of the credentials'
+	// lifetime: for one-hour credentials that is where RefreshBefore puts it
+	// too. Refreshing at half, as podcreds first did, made its STS rate on a
+	// 5000-node cluster 1.7× IRSA's (bench/model) for no client's benefit.
+	DefaultRefreshFraction = 2.0 / 3
 	// DefaultRefreshJitter moves each refresh earlier by up to 10 % of the
 	// lifetime, so entries obtained together do not refresh together.
 	DefaultRefreshJitter = 0.1

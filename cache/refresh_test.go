@@ -20,8 +20,9 @@ func TestRefreshDelay(t *testing.T) {
 		opts     Options
 		min, max time.Duration // over Rand in [0, 1)
 	}{
-		{name: "one-hour credentials are refreshed 24 to 30 minutes in", life: time.Hour, min: 24 * time.Minute, max: 30 * time.Minute},
-		{name: "twelve-hour credentials are refreshed between 4.8 and 6 hours in", life: 12 * time.Hour, min: 288 * time.Minute, max: 6 * time.Hour},
+		{name: "one-hour credentials are refreshed 34 to 40 minutes in", life: time.Hour, min: 34 * time.Minute, max: 40 * time.Minute},
+		{name: "at half the lifetime on request", life: time.Hour, opts: Options{RefreshFraction: 0.5}, min: 24 * time.Minute, max: 30 * time.Minute},
+		{name: "twelve-hour credentials are refreshed between 6.8 and 8 hours in", life: 12 * time.Hour, min: 408 * time.Minute, max: 8 * time.Hour},
 		{name: "thirty-minute credentials are refreshed before 20 minutes are left", life: 30 * time.Minute, min: 450 * time.Second, max: 10 * time.Minute},
 		{name: "fifteen-minute credentials are refreshed no sooner than a quarter in", life: 15 * time.Minute, min: 225 * time.Second, max: 225 * time.Second},
 		{name: "a late fraction is capped by RefreshBefore", life: time.Hour, opts: Options{RefreshFraction: 0.9}, min: 34 * time.Minute, max: 40 * time.Minute},
@@ -80,7 +81,7 @@ func TestRetriableRefreshFailure(t *testing.T) {
 		key := testKey(1)
 		h.c.Acquire(key, testPod(1))
 		h.c.WaitIdle()
-		h.step(24*time.Minute - step) // the earliest possible refresh is at 24 min
+		h.step(34*time.Minute - step) // the earliest possible refresh is at 34 min
 		for h.f.calls.Load() < 2+failures {
 			h.step(step)
 			if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0001" && h.f.calls.Load() <= 1+failures {
@@ -174,7 +175,7 @@ func TestFinalRefreshFailure(t *testing.T) {
 	key := testKey(1)
 	h.c.Acquire(key, testPod(1))
 	h.c.WaitIdle()
-	h.step(27 * time.Minute) // the refresh, which is denied
+	h.step(refreshAt) // the refresh, which is denied
 
 	if cr := h.c.Peek(key); cr != nil {
 		t.Fatalf("after a final failure the cache holds %s, want nothing", cr.AccessKeyID)

@@ -17,27 +17,27 @@ func TestSixHoursOfSteadyTraffic(t *testing.T) {
 		horizon     = 6 * time.Hour
 		step        = 10 * time.Second
 		getsPerStep = 4 // per entry
-		// The default policy refreshes one-hour credentials 24–30 min in:
-		// 30 min − U[0, 6 min). Store times are multiples of step, and so
-		// are both bounds, so the gaps between fetches fall in [24, 30] min.
-		minGap = 24 * time.Minute
-		maxGap = 30 * time.Minute
+		// The default policy refreshes one-hour credentials 34–40 min in:
+		// 40 min − U[0, 6 min). Store times are multiples of step, and so
+		// are both bounds, so the gaps between fetches fall in [34, 40] min.
+		minGap = 34 * time.Minute
+		maxGap = 40 * time.Minute
 	)
 	tests := []struct {
 		name string
 		rand func() float64
 		// wantFetches is the exact total when the jitter is known:
-		// with Rand fixed at 0.5 every gap is 27 min, so each entry is
-		// fetched at 0, 27, 54, …, 351 min: 1 + 13 times.
+		// with Rand fixed at 0.5 every gap is 37 min, so each entry is
+		// fetched at 0, 37, 74, …, 333 min: 1 + 9 times.
 		wantFetches int64
 	}{
 		{
-			name:        "with fixed jitter each entry is refreshed every 27 minutes",
+			name:        "with fixed jitter each entry is refreshed every 37 minutes",
 			rand:        func() float64 { return 0.5 },
-			wantFetches: entries * (1 + 13),
+			wantFetches: entries * (1 + 9),
 		},
 		{
-			name: "with random jitter each entry is refreshed every 24 to 30 minutes",
+			name: "with random jitter each entry is refreshed every 34 to 40 minutes",
 			rand: rand.New(rand.NewPCG(7, 11)).Float64,
 		},
 	}
@@ -69,10 +69,10 @@ func TestSixHoursOfSteadyTraffic(t *testing.T) {
 			if hit, miss, co := h.requests(metrics.CacheHit), h.requests(metrics.CacheMiss), h.requests(metrics.CacheCoalesced); hit != gets || miss != 0 || co != 0 {
 				t.Errorf("hits, misses, coalesced = %v, %v, %v; want %v, 0, 0", hit, miss, co, gets)
 			}
-			// Refreshes happen with at least 60 − 30 = 30 min left, and
+			// Refreshes happen with at least 60 − 40 = 20 min left, and
 			// the old credentials are served until then.
-			if minLeft < 30*time.Minute {
-				t.Errorf("least lifetime served = %v, want at least 30 min (and never under botocore's 15)", minLeft)
+			if minLeft < 20*time.Minute {
+				t.Errorf("least lifetime served = %v, want at least 20 min (and never under botocore's 15)", minLeft)
 			}
 			t.Logf("least lifetime served: %v", minLeft)
 
