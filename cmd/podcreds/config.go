@@ -41,6 +41,11 @@ type Config struct {
 	STSRate      float64
 	STSBurst     int
 	MaxFetchWait time.Duration
+	// KubeAPIQPS and KubeAPIBurst limit the agent's own Kubernetes API
+	// requests (TokenRequests, ServiceAccount reads), as the kubelet's
+	// flags of the same names do.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
 
 	Audience           string
 	TokenVerification  string
@@ -118,6 +123,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.STSEndpoint, "sts-endpoint", "", "STS endpoint URL override (VPC endpoint, MinIO); empty: the region's default")
 	fs.Float64Var(&c.STSRate, "sts-rate", 20, "this node's STS calls per second at most (halved while STS throttles, recovering on success); 0: no cap")
 	fs.IntVar(&c.STSBurst, "sts-burst", 50, "burst of STS calls allowed (a node starting many pods at once)")
+	fs.Float64Var(&c.KubeAPIQPS, "kube-api-qps", 50, "Kubernetes API requests per second from this agent (TokenRequests, ServiceAccount reads; the kubelet's default)")
+	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", 100, "burst of Kubernetes API requests (a node starting or an agent restarting onto many ServiceAccounts)")
 	fs.DurationVar(&c.MaxFetchWait, "max-fetch-wait", 800*time.Millisecond, "longest a request waits for a fetch before a 503 asking it to retry (the fetch continues); SDKs time out after about 1s")
 	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
 	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization: off, if-present or required")
@@ -214,6 +221,9 @@ func (c *Config) validate() error {
 	}
 	if c.STSRate < 0 || (c.STSRate > 0 && c.STSBurst < 1) {
 		bad("-sts-rate must be 0 (no cap) or positive with -sts-burst at least 1")
+	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst < 1 {
+		bad("-kube-api-qps must be positive and -kube-api-burst at least 1")
 	}
 	if c.MaxFetchWait < 0 {
 		bad("-max-fetch-wait must not be negative")

@@ -41,7 +41,7 @@ func run(ctx context.Context, cfg *Config) error {
 		defer undo()
 	}
 
-	restCfg, err := kubeConfig(cfg.Kubeconfig)
+	restCfg, err := kubeConfig(cfg.Kubeconfig, cfg.KubeAPIQPS, cfg.KubeAPIBurst)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func rateLimit(perSecond float64) float64 {
 	return perSecond
 }
 
-func kubeConfig(path string) (*rest.Config, error) {
+func kubeConfig(path string, qps float64, burst int) (*rest.Config, error) {
 	var c *rest.Config
 	var err error
 	if path != "" {
@@ -190,8 +190,8 @@ func kubeConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	// Steady state is one watch and a trickle of TokenRequests; bursts come
-	// from many pods starting at once.
-	c.QPS, c.Burst = 20, 50
+	// from many pods starting at once, or an agent restarting onto them.
+	c.QPS, c.Burst = float32(qps), burst
 	return c, nil
 }
 
