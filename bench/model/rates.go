@@ -18,7 +18,7 @@ const (
 // Timing holds the refresh behaviour and quotas of the three architectures.
 type Timing struct {
 	// podcreds: background refresh of each (node, ServiceAccount) entry after
-	// U[RefreshMin, RefreshMax] (defaults 24–30 min for 1 h credentials).
+	// U[RefreshMin, RefreshMax] (defaults 34–40 min for 1 h credentials).
 	RefreshMin, RefreshMax time.Duration
 	// Per-pod sessions: the same kind of agent cache, one entry per pod.
 	PerPodRefreshMin, PerPodRefreshMax time.Duration
