@@ -65,7 +65,8 @@ func run(kubeconfig, listen string) error {
 	if err != nil {
 		return err
 	}
-	go func() { _ = http.Serve(ln, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) }()
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{DisableCompression: true}) // as the agent serves it
+	go func() { _ = http.Serve(ln, metrics) }()
 	logger.Info("idle", zap.Int("linked", len(linked)), zap.String("metrics", ln.Addr().String()))
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
