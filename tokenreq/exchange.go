@@ -10,13 +10,16 @@ package tokenreq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 	"k8s.io/utils/clock"
 
@@ -59,7 +62,9 @@ var _ TokenSource = (*TokenManager)(nil)
 type ExchangerOptions struct {
 	// SessionDuration is the lifetime asked of STS, in whole seconds
 	// within [MinSessionDuration, MaxSessionDuration]; zero means
-	// DefaultSessionDuration. A role accepts at most its MaxSessionDuration.
+	// DefaultSessionDuration. A role accepts at most its MaxSessionDuration
+	// (one hour unless raised): for a role that refuses a longer one, the
+	// Exchanger asks one hour instead, and remembers that for a day.
 	SessionDuration time.Duration
 	// Clock stamps Credentials.Issued; it defaults to the real clock.
 	Clock clock.PassiveClock
@@ -70,8 +75,8 @@ type ExchangerOptions struct {
 }
 
 // Exchanger is a cache.Fetcher that trades a pod's ServiceAccount token for
-// AWS credentials. It keeps no state of its own and is safe for concurrent
-// use.
+// AWS credentials. Its only state is which roles refused the configured
+// session duration; it is safe for concurrent use.
 type Exchanger struct {
 	tokens   TokenSource
 	sts      STSClient
@@ -79,6 +84,42 @@ type Exchanger struct {
 	clock    clock.PassiveClock
 	logger   *zap.Logger
 	metrics  *metrics.Metrics
+
+	mu     sync.Mutex
+	capped map[string]time.Time // role ARN -> until when it is asked one hour
+}
+
+// cappedFor is how long a role that refused the configured session duration
+// is asked for one hour before the configured duration is tried again (its
+// MaxSessionDuration may have been raised). One failed call per role, node
+// and day is the price.
+const cappedFor = 24 * time.Hour
+
+// roleDuration is the session duration to ask for role.
+func (e *Exchanger) roleDuration(role string) int32 {
+	if e.duration <= oneHour {
+		return e.duration
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if until, ok := e.capped[role]; ok {
+		if e.clock.Now().Before(until) {
+			return oneHour
+		}
+		delete(e.capped, role)
+	}
+	return e.duration
+}
+
+// oneHour is every role's least MaxSessionDuration, in seconds.
+const oneHour = 3600
+
+// exceedsMaxSession reports whether STS refused a request because its
+// DurationSeconds is longer than the role's MaxSessionDuration.
+func exceedsMaxSession(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" &&
+		strings.Contains(apiErr.ErrorMessage(), "MaxSessionDuration")
 }
 
 var _ cache.Fetcher = (*Exchanger)(nil)
@@ -110,6 +151,7 @@ func NewExchanger(tokens TokenSource, client STSClient, opts ExchangerOptions) (
 		clock:    opts.Clock,
 		logger:   opts.Logger.Named("exchange"),
 		metrics:  opts.Metrics,
+		capped:   map[string]time.Time{},
 	}, nil
 }
 
@@ -140,18 +182,21 @@ func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) 
 		return nil, err
 	}
 
+	dur := e.roleDuration(key.RoleARN)
 	start := time.Now()
-	out, err := e.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
-		RoleArn:          aws.String(key.RoleARN),
-		RoleSessionName:  aws.String(SessionName(key.Namespace, key.ServiceAccount)),
-		WebIdentityToken: aws.String(token),
-		DurationSeconds:  aws.Int32(e.duration),
-	})
-	elapsed := time.Since(start)
-
+	out, fe := e.assume(ctx, key, token, who, dur)
+	if fe != nil && dur > oneHour && exceedsMaxSession(fe) {
+		e.count(start, fe)
+		e.mu.Lock()
+		e.capped[key.RoleARN] = e.clock.Now().Add(cappedFor)
+		e.mu.Unlock()
+		e.logger.Warn("role refuses the configured credential duration; asking one hour for a day (raise the role's MaxSessionDuration, or lower --credential-duration)",
+			zap.String("roleARN", key.RoleARN), zap.Duration("asked", time.Duration(dur)*time.Second))
+		start = time.Now()
+		out, fe = e.assume(ctx, key, token, who, oneHour)
+	}
 	var creds *cache.Credentials
-	if err != nil {
-		fe := classifySTSError(err, token, key.RoleARN, who)
+	if fe != nil {
 		if tokenRejected(fe) {
 			e.tokens.Forget(spec)
 		}
@@ -159,10 +204,7 @@ func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) 
 	} else {
 		creds, err = e.credentials(out, key.RoleARN, who)
 	}
-	if e.metrics != nil {
-		e.metrics.STSDuration.Observe(elapsed.Seconds())
-		e.metrics.STSRequests.WithLabelValues(metrics.ResultOf(err, failure.IsRetriable)).Inc()
-	}
+	e.count(start, err)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +213,29 @@ func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) 
 			zap.String("roleARN", key.RoleARN), zap.Time("expiration", creds.Expiration))
 	}
 	return creds, nil
+}
+
+// assume makes one AssumeRoleWithWebIdentity call for key with token,
+// asking for dur seconds. Its error is classifySTSError's.
+func (e *Exchanger) assume(ctx context.Context, key cache.Key, token, who string, dur int32) (*sts.AssumeRoleWithWebIdentityOutput, *failure.Error) {
+	out, err := e.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
+		RoleArn:          aws.String(key.RoleARN),
+		RoleSessionName:  aws.String(SessionName(key.Namespace, key.ServiceAccount)),
+		WebIdentityToken: aws.String(token),
+		DurationSeconds:  aws.Int32(dur),
+	})
+	if err != nil {
+		return nil, classifySTSError(err, token, key.RoleARN, who)
+	}
+	return out, nil
+}
+
+// count records an STS call that started at start and ended with err.
+func (e *Exchanger) count(start time.Time, err error) {
+	if e.metrics != nil {
+		e.metrics.STSDuration.Observe(time.Since(start).Seconds())
+		e.metrics.STSRequests.WithLabelValues(metrics.ResultOf(err, failure.IsRetriable)).Inc()
+	}
 }
 
 // credentials checks an STS answer and turns it into cache.Credentials. An

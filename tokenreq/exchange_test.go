@@ -2,7 +2,9 @@ package tokenreq
 
 import (
 	"context"
+	"errors"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -28,6 +31,9 @@ type fakeSTS struct {
 	inputs []sts.AssumeRoleWithWebIdentityInput
 	out    *sts.AssumeRoleWithWebIdentityOutput
 	err    error
+	// maxSession, when set, refuses longer DurationSeconds as STS does a
+	// role's MaxSessionDuration.
+	maxSession int32
 }
 
 func (f *fakeSTS) AssumeRoleWithWebIdentity(_ context.Context, in *sts.AssumeRoleWithWebIdentityInput,
@@ -36,7 +42,21 @@ func (f *fakeSTS) AssumeRoleWithWebIdentity(_ context.Context, in *sts.AssumeRol
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.inputs = append(f.inputs, *in)
+	if f.maxSession > 0 && aws.ToInt32(in.DurationSeconds) > f.maxSession {
+		return nil, &smithy.GenericAPIError{Code: "ValidationError", Fault: smithy.FaultClient,
+			Message: "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."}
+	}
 	return f.out, f.err
+}
+
+func (f *fakeSTS) durations() []int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int32
+	for _, in := range f.inputs {
+		out = append(out, aws.ToInt32(in.DurationSeconds))
+	}
+	return out
 }
 
 func (f *fakeSTS) lastInput(t *testing.T) sts.AssumeRoleWithWebIdentityInput {
@@ -282,4 +302,53 @@ func TestExchangeWithoutCallingSTS(t *testing.T) {
 			t.Errorf("asked for %d tokens, want 0", len(tokens.specs))
 		}
 	})
+}
+
+// A role whose MaxSessionDuration is below --credential-duration still gets
+// credentials: one hour, asked again at once, then for a day without the
+// refused attempt; after the day the configured duration is tried again.
+func TestExchangeFallsBackToOneHourForACappedRole(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	client := &fakeSTS{out: stsAnswer(""), maxSession: 3600}
+	m := metrics.New(nil)
+	ex, err := NewExchanger(&fakeTokens{token: testToken}, client, ExchangerOptions{SessionDuration: 4 * time.Hour, Clock: clk, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func() {
+		t.Helper()
+		if _, err := ex.Fetch(context.Background(), testKey, testPod); err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+	}
+	fetch()
+	fetch()
+	other := testKey
+	other.RoleARN = "arn:aws:iam::123456789012:role/long-sessions"
+	client.mu.Lock()
+	client.maxSession = 0 // this role allows 4 h
+	client.mu.Unlock()
+	if _, err := ex.Fetch(context.Background(), other, testPod); err != nil {
+		t.Fatal(err)
+	}
+	clk.SetTime(t0.Add(cappedFor + time.Second))
+	fetch()
+	want := []int32{14400, 3600, 3600, 14400, 14400}
+	if got := client.durations(); !slices.Equal(got, want) {
+		t.Fatalf("DurationSeconds asked = %v, want %v", got, want)
+	}
+	if got := testutil.ToFloat64(m.STSRequests.WithLabelValues(metrics.ResultFinal)); got != 1 {
+		t.Errorf("final STS results counted = %v, want the one refusal", got)
+	}
+	if got := testutil.ToFloat64(m.STSRequests.WithLabelValues(metrics.ResultSuccess)); got != 4 {
+		t.Errorf("successful STS results counted = %v, want 4", got)
+	}
+
+	// A configured duration of an hour or less is never retried.
+	client = &fakeSTS{out: stsAnswer(""), maxSession: 900}
+	ex, _ = NewExchanger(&fakeTokens{token: testToken}, client, ExchangerOptions{SessionDuration: time.Hour})
+	var fe *failure.Error
+	if _, err := ex.Fetch(context.Background(), testKey, testPod); !errors.As(err, &fe) || fe.Retriable() || client.calls.Load() != 1 {
+		t.Fatalf("Fetch = %v after %d calls; want one final refusal", err, client.calls.Load())
+	}
 }

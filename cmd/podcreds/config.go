@@ -131,7 +131,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
 	fs.StringVar(&c.TokenIssuer, "token-issuer", "", "ServiceAccount token issuer (https URL) whose OIDC discovery verifies presented tokens; empty: ask the API server")
 	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
-	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h, within the role's maximum)")
+	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h); a role whose MaxSessionDuration is shorter gets 1h")
 	fs.Float64Var(&c.RefreshFraction, "refresh-fraction", cache.DefaultRefreshFraction, "refresh credentials after this fraction of their lifetime (with jitter)")
 	fs.DurationVar(&c.RefreshBefore, "refresh-before", cache.DefaultRefreshBefore, "refresh no later than when this much lifetime is left")
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
