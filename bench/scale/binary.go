@@ -120,6 +120,9 @@ func (a *binaryAgent) sample(label string, pods, sas int) (memSample, error) {
 			}
 		}
 	}
+	if s.binary, err = readBinaryMaps(a.cmd.Process.Pid, a.cmd.Path); err != nil {
+		return s, err
+	}
 	body, err := httpGet(context.Background(), a.metrics)
 	if err != nil {
 		return s, fmt.Errorf("agent metrics: %w", err)
@@ -133,6 +136,49 @@ func (a *binaryAgent) sample(label string, pods, sas int) (memSample, error) {
 		}
 	}
 	return s, nil
+}
+
+// binaryMaps is how much of a process's own executable is resident, by
+// mapping: text (r-xp) and read-only data with the symbol-less tables the
+// runtime reads (r--p), in bytes.
+type binaryMaps struct {
+	textSize, textRSS, roSize, roRSS float64
+}
+
+// readBinaryMaps sums /proc/<pid>/smaps over the mappings of path.
+func readBinaryMaps(pid int, path string) (binaryMaps, error) {
+	var m binaryMaps
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	var size, rss *float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":"):
+			size, rss = nil, nil // a mapping's header line
+			if len(fields) == 6 && fields[5] == path {
+				switch fields[1] {
+				case "r-xp":
+					size, rss = &m.textSize, &m.textRSS
+				case "r--p":
+					size, rss = &m.roSize, &m.roRSS
+				}
+			}
+		case len(fields) == 3 && fields[2] == "kB" && size != nil:
+			kb, _ := strconv.ParseFloat(fields[1], 64)
+			switch fields[0] {
+			case "Size:":
+				*size += kb * 1024
+			case "Rss:":
+				*rss += kb * 1024
+			}
+		}
+	}
+	return m, sc.Err()
 }
 
 // stop sends SIGTERM and waits for a graceful exit, killing after 15 s.

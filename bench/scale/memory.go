@@ -28,6 +28,7 @@ type memSample struct {
 	pods, serviceAccounts              int
 	rss, peakRSS, heapAlloc, heapInuse float64 // bytes
 	rssAnon, rssFile                   float64 // RSS split: private memory, and mapped file pages (the binary)
+	binary                             binaryMaps // the binary's own mappings, resident of size
 	goroutines, entries, indexed       float64
 	servedIn                           time.Duration // until every pod had been served once
 	floor                              bool          // bench/scale/floor, not the agent
@@ -145,6 +146,13 @@ func (r *memoryResult) tables() []table {
 			fmt.Sprintf("The %d-pod agent started onto a node already running its pods (a restart): \"all served in\" runs from its start.", r.cfg.pods[1]),
 			"floor: bench/scale/floor, built the same way — the agent's dependency set (client-go, aws-sdk-go-v2 STS, prometheus, zap) linked as an agent links it and initialised, serving /metrics and nothing else. Nearly every page of a Go binary is mapped in once it runs (the kernel maps neighbouring pages on each fault), so the file column follows binary size.",
 		},
+	}
+	for _, s := range r.samples {
+		if s.binary.textSize > 0 && s.pods == r.cfg.pods[0] {
+			t.Notes = append(t.Notes, fmt.Sprintf("Of the agent's binary at %s, resident: text %s of %s (%.0f %%), read-only data %s of %s (%.0f %%) — from /proc/<pid>/smaps.",
+				s.label, fmtMiB(s.binary.textRSS), fmtMiB(s.binary.textSize), 100*s.binary.textRSS/s.binary.textSize,
+				fmtMiB(s.binary.roRSS), fmtMiB(s.binary.roSize), 100*s.binary.roRSS/s.binary.roSize))
+		}
 	}
 	for _, s := range r.samples {
 		served := ""

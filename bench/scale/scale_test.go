@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -322,5 +323,26 @@ func TestCPUUse(t *testing.T) {
 	}
 	if s := readCPU(); s.busy < s.self {
 		t.Errorf("this process used more CPU (%v s) than the machine (%v s)", s.self, s.busy)
+	}
+}
+
+func TestReadBinaryMaps(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := readBinaryMaps(os.Getpid(), exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test is running, so some of its own code is resident.
+	if m.textSize == 0 || m.textRSS == 0 || m.textRSS > m.textSize || m.roSize == 0 || m.roRSS > m.roSize {
+		t.Errorf("own binary maps: %+v", m)
+	}
+	if none, err := readBinaryMaps(os.Getpid(), "/no/such/binary"); err != nil || none != (binaryMaps{}) {
+		t.Errorf("maps of a binary not mapped: %+v, %v", none, err)
 	}
 }

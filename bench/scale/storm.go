@@ -147,7 +147,8 @@ func (r *stormResult) tables() []table {
 			{"first pod created → last pod served", fmtDur(r.spread), ""},
 		},
 		Notes: []string{
-			"In-process agent (stack.Build) with the binary's defaults: kube client 20 QPS / burst 50, STS budget 20/s burst 50, max fetch wait 800 ms, 50 req/s per address.",
+			fmt.Sprintf("In-process agent (stack.Build) with the binary's defaults: kube client %d QPS / burst %d, STS budget %d/s burst %d, max fetch wait %v, %d req/s per address.",
+				binaryClientQPS, binaryClientBurst, binarySTSRate, binarySTSBurst, binaryMaxWait, binaryRateLimit),
 			"\"retried answers\" are attempts a pod's SDK would have retried (503 with Retry-After while a fetch is under way); times include those retries.",
 		},
 	}
