@@ -26,8 +26,8 @@ type memoryConfig struct {
 type memSample struct {
 	label                              string
 	pods, serviceAccounts              int
-	rss, peakRSS, heapAlloc, heapInuse float64 // bytes
-	rssAnon, rssFile                   float64 // RSS split: private memory, and mapped file pages (the binary)
+	rss, peakRSS, heapAlloc, heapInuse float64    // bytes
+	rssAnon, rssFile                   float64    // RSS split: private memory, and mapped file pages (the binary)
 	binary                             binaryMaps // the binary's own mappings, resident of size
 	goroutines, entries, indexed       float64
 	servedIn                           time.Duration // until every pod had been served once
