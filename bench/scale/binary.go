@@ -25,32 +25,43 @@ type binaryAgent struct {
 	url, metrics, ready string
 }
 
-func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeconfig, node string) (*binaryAgent, error) {
+// startBinary runs the agent for node; a memLimit above 0 sets its GOMEMLIMIT.
+func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeconfig, node string, memLimit int64) (*binaryAgent, error) {
 	listen, health, metrics := freeAddr(), freeAddr(), freeAddr()
-	log, err := os.Create(filepath.Join(cfg.outDir, "agent-"+node+".log"))
+	name := "agent-" + node
+	if memLimit > 0 {
+		name += "-gomemlimit"
+	}
+	// A restart onto the same node appends to the same log.
+	log, err := os.OpenFile(filepath.Join(cfg.outDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(log, "=== agent started %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(cfg.agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+listen, "--ecs-listen=none", "--health-listen="+health, "--metrics-listen="+metrics,
 		"--sts-endpoint="+env.STSEndpoint, "--rate-limit=0", "--log-level=warn")
+	if memLimit > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%d", memLimit))
+	}
 	a := &binaryAgent{url: "http://" + listen + "/v1/credentials", metrics: "http://" + metrics + "/metrics", ready: "http://" + health + "/readyz"}
-	if err := a.start(ctx, cmd, log, "agent for "+node); err != nil {
+	if err := a.start(ctx, cmd, log, name); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// startFloor runs bench/scale/floor: the dependency set, initialised, idle.
-func startFloor(ctx context.Context, cfg memoryConfig, kubeconfig string) (*binaryAgent, error) {
+// startFloor runs a variant of bench/scale/floor: its dependency set,
+// initialised, idle.
+func startFloor(ctx context.Context, cfg memoryConfig, fb floorBuild, kubeconfig string) (*binaryAgent, error) {
 	metrics := freeAddr()
-	log, err := os.Create(filepath.Join(cfg.outDir, "floor.log"))
+	log, err := os.Create(filepath.Join(cfg.outDir, filepath.Base(fb.bin)+".log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(cfg.floorBin, "--kubeconfig="+kubeconfig, "--metrics-listen="+metrics)
+	cmd := exec.Command(fb.bin, "--kubeconfig="+kubeconfig, "--metrics-listen="+metrics)
 	a := &binaryAgent{metrics: "http://" + metrics + "/metrics", ready: "http://" + metrics + "/metrics"}
-	if err := a.start(ctx, cmd, log, "the floor"); err != nil {
+	if err := a.start(ctx, cmd, log, fb.label); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -154,14 +154,7 @@ func drawMemory(c *canvas, panel image.Rectangle, r *memoryResult) {
 		f.bar(x+0.15, x+0.5, 0, s.rssAnon/mib, blue)
 		f.bar(x+0.15, x+0.5, s.rssAnon/mib, s.rss/mib, lightBlue)
 		f.bar(x+0.5, x+0.85, 0, s.heapInuse/mib, orange)
-		label := "idle"
-		switch {
-		case s.floor:
-			label = "floor"
-		case s.pods > 0:
-			label = fmt.Sprintf("%d pods", s.pods)
-		}
-		f.xLabelAt(x+0.5, label)
+		f.xLabelAt(x+0.5, s.plot)
 	}
 	f.hline(float64(rssGoal)/mib, red, true)
 	f.legend("RSS: anonymous", blue)

@@ -115,12 +115,17 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 			return false, err
 		}
 		defer os.RemoveAll(dir)
-		mem.floorBin = filepath.Join(dir, "floor")
+		mem.floors = floorBuilds(dir)
 		go func() {
-			err := build(ctx, "./bench/scale/floor", mem.floorBin)
+			var err error
+			for _, fb := range mem.floors {
+				if err = build(ctx, "./bench/scale/floor", fb.tags, fb.bin); err != nil {
+					break
+				}
+			}
 			if err == nil && mem.agentBin == "" {
 				mem.agentBin = filepath.Join(dir, "podcreds")
-				err = build(ctx, "./cmd/podcreds", mem.agentBin)
+				err = build(ctx, "./cmd/podcreds", "", mem.agentBin)
 			}
 			built <- err
 		}()
@@ -217,14 +222,14 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 	return failed(checks), errors.Join(errs...)
 }
 
-// build builds pkg of the module this runs in to path with the Makefile's
-// recipe (static, stripped: what the image ships).
-func build(ctx context.Context, pkg, path string) error {
+// build builds pkg of the module this runs in, with the build tags tags, to
+// path with the Makefile's recipe (static, stripped: what the image ships).
+func build(ctx context.Context, pkg, tags, path string) error {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
 		return fmt.Errorf("run from the podcreds checkout, or pass -agent (go env GOMOD: %q, %v)", gomod, err)
 	}
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BUILD_PKG="+pkg, "PODCREDS_BIN="+path)
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BUILD_PKG="+pkg, "BUILD_TAGS="+tags, "PODCREDS_BIN="+path)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()

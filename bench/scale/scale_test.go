@@ -346,3 +346,41 @@ func TestReadBinaryMaps(t *testing.T) {
 		t.Errorf("maps of a binary not mapped: %+v, %v", none, err)
 	}
 }
+
+func TestMemoryChecks(t *testing.T) {
+	const mib = 1 << 20
+	r := &memoryResult{cfg: memoryConfig{serviceAccounts: 250, pods: [2]int{250, 1000}}, samples: []memSample{
+		{label: "floor", floor: 1, rss: 15 * mib},
+		{label: "floor without x", floor: 2, rss: 13 * mib},
+		{label: "idle", rss: 17 * mib},
+		{label: "250", pods: 250, rss: 19 * mib},
+		{label: "250 restarted", pods: 250, rss: 21 * mib},
+		{label: "250 limited", pods: 250, rss: 18 * mib, memLimit: 8 * mib},
+		{label: "1000", pods: 1000, rss: 30 * mib},
+	}}
+	got := map[string]check{}
+	for _, c := range r.checks() {
+		got[c.Figure] = c
+	}
+	want := map[string]struct{ measuredHas, verdict string }{
+		"RSS (anon / file), floor":           {"15.0 MiB", ""},
+		"RSS (anon / file), floor without x": {"2.0 MiB below the whole floor", ""},
+		"RSS / heap in-use, 250":             {"4.0 MiB above the floor", "MEETS"},
+		"RSS / heap in-use, 250 restarted":   {"6.0 MiB above the floor", "MISSES"},
+		"RSS / heap in-use, 250 limited":     {"3.0 MiB above the floor", ""}, // a tuned run is not judged
+		"RSS / heap in-use, 1000":            {"15.0 MiB above the floor", ""},
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d checks, want %d: %v", len(got), len(want), got)
+	}
+	for fig, w := range want {
+		c, ok := got[fig]
+		if !ok {
+			t.Errorf("no check %q", fig)
+			continue
+		}
+		if !strings.Contains(c.Measured, w.measuredHas) || c.Verdict != w.verdict {
+			t.Errorf("%q: measured %q, verdict %q; want measured containing %q, verdict %q", fig, c.Measured, c.Verdict, w.measuredHas, w.verdict)
+		}
+	}
+}
