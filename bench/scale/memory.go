@@ -13,8 +13,8 @@ import (
 const rssGoal = 20 << 20
 
 // heldLimit is the soft memory limit (GOMEMLIMIT) of the run that shows how
-// far the Go collector alone can bring the agent down: far below the heap
-// goal GOGC=100 sets, so the collector runs nearly all the time.
+// far tuning the Go collector alone brings the agent down: below the heap
+// goal GOGC=100 sets, so the collector runs far more often.
 const heldLimit = 8 << 20
 
 // memoryConfig: the real agent binary on a node of pods[0] pods, then on a
@@ -193,7 +193,7 @@ func (r *memoryResult) tables() []table {
 		Notes: []string{
 			fmt.Sprintf("Goal: ≤ %s RSS at %d pods / %d ServiceAccounts. RSS is VmRSS from /proc/<pid>/status (anon: RssAnon, the process's own memory; file: RssFile, pages of the binary and libraries mapped in), peak VmHWM; heap figures from the agent's /metrics (go_memstats_*), 2 s after the last pod was served.", fmtMiB(rssGoal), r.cfg.pods[0], min(r.cfg.pods[0], r.cfg.serviceAccounts)),
 			"A \"restarted\" agent started onto a node already running its pods: \"all served in\" runs from its start.",
-			fmt.Sprintf("GOMEMLIMIT=%s holds the Go collector to a soft limit far below the heap goal GOGC=100 sets, so it collects nearly continuously: the least anonymous memory tuning the runtime can give, at a CPU price no default should pay. It cannot touch the file column.", fmtMiB(heldLimit)),
+			fmt.Sprintf("GOMEMLIMIT=%s holds the Go collector to a soft limit below the heap goal GOGC=100 sets, so it collects far more often: how low tuning the runtime alone takes the anon column (its CPU cost is not measured here). It cannot touch the file column.", fmtMiB(heldLimit)),
 			"floor: bench/scale/floor, built the same way — the agent's dependency set (client-go, aws-sdk-go-v2 STS, prometheus/client_golang, zap) linked as an agent links it and initialised, serving /metrics and nothing else. The variants leave out client_golang (serving /metrics from runtime.MemStats by hand) or the STS client, or both: their difference to the whole floor is that library's share. Nearly every page of a Go binary is mapped in once it runs (the kernel maps neighbouring pages on each fault), so the file column follows binary size.",
 		},
 	}
