@@ -60,7 +60,7 @@ type memSample struct {
 	servedIn                           time.Duration // until every pod had been served once
 	floor                              int           // 1 + index into memoryConfig.floors; 0: the agent
 	plot                               string        // the bar's label
-	memLimit                           float64       // GOMEMLIMIT, bytes; 0: none
+	memLimit                           int64         // GOMEMLIMIT, bytes; 0: none
 }
 
 type memoryResult struct {
@@ -151,7 +151,7 @@ func runMemory(ctx context.Context, env *testenv.Env, cfg memoryConfig) (*memory
 			return err
 		}
 		s, err := ag.settledSample(label, len(pods), min(len(pods), cfg.serviceAccounts), time.Since(began))
-		s.plot, s.memLimit = plot, float64(memLimit)
+		s.plot, s.memLimit = plot, memLimit
 		if err != nil {
 			return err
 		}
