@@ -21,8 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // Listener is one credentials listen address.

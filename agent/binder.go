@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // CredentialCache is what the agent needs of the credential cache.

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // containerHandler serves the container-credentials protocol

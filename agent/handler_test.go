@@ -13,9 +13,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
+	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // newUnitAgent builds an agent on the fake clientset with one pod

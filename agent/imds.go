@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // IMDSTokenMode says whether IMDSv1 (no session token) is allowed.

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube"
+	"github.com/podcreds/podcreds/kube"
 )
 
 // Pod is what the agent keeps of a pod on its node: just enough to identify

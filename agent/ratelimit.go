@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // sourceLimiter gives every source address its own token bucket, so one pod

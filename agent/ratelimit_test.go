@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 func TestSourceLimiter(t *testing.T) {

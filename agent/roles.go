@@ -14,8 +14,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/kube"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/kube"
 )
 
 // IRSA's ServiceAccount annotations, honoured as EKS does.

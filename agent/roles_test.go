@@ -12,8 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/clock"
 
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
 )
 
 func TestGlobMatch(t *testing.T) {

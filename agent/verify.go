@@ -8,9 +8,9 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/oidc"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/oidc"
 )
 
 // TokenMode says how the container endpoint treats a projected
@@ -28,7 +28,7 @@ const (
 	TokenRequired TokenMode = "required"
 )
 
-// Verifier checks a projected ServiceAccount token (internal/oidc).
+// Verifier checks a projected ServiceAccount token (package oidc).
 type Verifier interface {
 	Verify(ctx context.Context, token string) (*oidc.Claims, error)
 }

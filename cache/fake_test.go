@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 func TestMain(m *testing.M) {

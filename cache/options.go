@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/utils/clock"
 
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // Defaults for the zero values of Options. See the package documentation for

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // errTooShort answers for credentials that came back, or aged while a caller

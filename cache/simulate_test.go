@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // TestSixHoursOfSteadyTraffic runs three entries of one-hour credentials

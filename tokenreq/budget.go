@@ -10,8 +10,8 @@ import (
 	"github.com/aws/smithy-go"
 	"golang.org/x/time/rate"
 
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // Budget caps one node's STS calls and adapts to throttling. STS's request

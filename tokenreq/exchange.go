@@ -24,8 +24,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // Defaults for what a cache.Key leaves unset, and STS's limits.

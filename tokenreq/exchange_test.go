@@ -18,8 +18,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // fakeSTS is a hand-written STSClient: it records inputs and answers with out

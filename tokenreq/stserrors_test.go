@@ -14,8 +14,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 func apiError(code string, fault smithy.ErrorFault) error {

@@ -9,7 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/podcreds/podcreds/internal/failure"
+	"github.com/podcreds/podcreds/failure"
 )
 
 // classifyTokenError turns an error from the TokenRequest API into a

@@ -13,9 +13,9 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // Token refresh rules, the kubelet's: a token is replaced once 80 % of its

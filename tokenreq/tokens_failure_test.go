@@ -18,8 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/podcreds/podcreds/internal/failure"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 var errInternal = apierrors.NewInternalError(errors.New("etcd is sad"))

@@ -21,8 +21,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube/kubeclientset"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 var t0 = time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)

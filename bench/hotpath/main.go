@@ -6,7 +6,7 @@
 // ratios measured side by side.
 //
 // The agent is the real binary against a real kube-apiserver and MinIO STS
-// (internal/testenv); its cache is warm before measuring, so the rounds
+// (internal/testkit/testenv); its cache is warm before measuring, so the rounds
 // measure exactly what a pod's SDK gets in steady state.
 //
 //	go run ./bench/hotpath -agent bin/podcreds
@@ -33,8 +33,8 @@ import (
 
 	"github.com/podcreds/podcreds/bench/bare"
 	"github.com/podcreds/podcreds/bench/loadgen"
-	"github.com/podcreds/podcreds/internal/proc"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/proc"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // binaryAgent is the podcreds binary running as its own process.

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcreds/podcreds/bench/loadgen"
-	"github.com/podcreds/podcreds/internal/fakests"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/fakests"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // churnConfig: rounds rounds of each of steady and churn, round long each,

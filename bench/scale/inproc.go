@@ -9,10 +9,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/stack"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 

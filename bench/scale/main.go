@@ -1,5 +1,5 @@
 // Command scale runs podcreds' scale benchmarks (issue 7) against one real
-// control plane (internal/testenv: etcd, kube-apiserver, MinIO):
+// control plane (internal/testkit/testenv: etcd, kube-apiserver, MinIO):
 //
 //   - storm: a cold agent, hundreds of pods starting at once, several first
 //     requests each — STS calls must equal ServiceAccounts;
@@ -33,7 +33,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 var scenarios = []string{"storm", "churn", "soak", "memory"}

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // rssGoal is issue 7's memory goal for a node with 250 pods.

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // podAddr returns pod i's address in block: 127.block.(i/250).(i%250+1).

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/fakests"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/fakests"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 

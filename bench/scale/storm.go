@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/podcreds/podcreds/internal/fakests"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/fakests"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // stormConfig: pods in serviceAccounts, each pod sending perPod concurrent

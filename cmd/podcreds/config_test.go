@@ -124,7 +124,7 @@ func TestBadFlagsExitTwoWithAMessage(t *testing.T) {
 	}{
 		{"an invalid value", "agent --node-name=n --credential-duration=1m", "-credential-duration"},
 		{"an unknown flag", "agent --no-such-flag", "no-such-flag"},
-		{"no subcommand", "", "usage: podcreds agent"},
+		{"no subcommand", "", "usage: podcreds <command>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -2,46 +2,60 @@
 // AWS credentials through the endpoints unmodified AWS SDKs already use.
 //
 //	podcreds agent --node-name=$NODE_NAME [flags]
+//
+// Each component is a subcommand; commands below lists them.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
-const usage = `usage: podcreds agent [flags]
+// command is one subcommand: its name, a line of help, and what it runs.
+// run gets the arguments after the name and returns the process's exit
+// status; it prints its own errors.
+type command struct {
+	name, summary string
+	run           func(args []string) int
+}
 
-Run the node agent. Flags may also be set in the environment as
-PODCREDS_<FLAG> (e.g. PODCREDS_LOG_LEVEL=debug); NODE_NAME, KUBECONFIG and
-AWS_REGION are read too. "podcreds agent -h" lists the flags.
-`
+// commands lists the subcommands in the order usage shows them.
+var commands = []command{
+	{"agent", "run the node agent that serves pods their credentials", agentMain},
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: podcreds <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\n\"podcreds <command> -h\" lists a command's flags. Flags may also be set in\n" +
+		"the environment as PODCREDS_<FLAG> (e.g. PODCREDS_LOG_LEVEL=debug).\n")
+	return b.String()
+}
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "agent" {
-		if len(os.Args) >= 2 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
-			fmt.Print(usage)
-			os.Exit(0)
-		}
-		fmt.Fprint(os.Stderr, usage)
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage())
 		os.Exit(2)
 	}
-	cfg, err := parseConfig(os.Args[2:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
+	switch os.Args[1] {
+	case "-h", "--help", "help":
+		fmt.Print(usage())
 		os.Exit(0)
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "podcreds: invalid configuration:\n%v\n", err)
-		os.Exit(2)
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			os.Exit(c.run(os.Args[2:]))
+		}
 	}
-	if err := run(signalContext(), cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "podcreds: %v\n", err)
-		os.Exit(1)
-	}
+	fmt.Fprintf(os.Stderr, "podcreds: unknown command %q\n\n%s", os.Args[1], usage())
+	os.Exit(2)
 }
 
 // signalContext is cancelled by the first SIGTERM or SIGINT, which starts a

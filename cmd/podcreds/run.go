@@ -17,11 +17,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/oidc"
-	"github.com/podcreds/podcreds/internal/stack"
+	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/netsetup"
+	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
 )
 
 func main() {

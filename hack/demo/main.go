@@ -2,7 +2,7 @@
 // this machine, with nothing faked on the AWS or Kubernetes side.
 //
 // It starts a real kube-apiserver (with etcd) and MinIO as STS and S3
-// (internal/testenv), registers a pod whose ServiceAccount names a role, gives
+// (internal/testkit/testenv), registers a pod whose ServiceAccount names a role, gives
 // the agent a least-privilege identity, starts the agent binary, and runs an
 // unmodified aws-sdk-go-v2 program (examples/s3client) as that pod: a process
 // whose connections come from the pod's IP. The program finds the agent
@@ -28,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // The demo's cast.

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/proc"
+	"github.com/podcreds/podcreds/internal/testkit/proc"
 )
 
 // process is a child the demo started: the agent.

@@ -20,8 +20,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/podcreds/podcreds/internal/democlient"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // endpoint is one way a pod's SDK finds podcreds, as the pod's environment

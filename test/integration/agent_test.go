@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/fakests"
-	"github.com/podcreds/podcreds/internal/metrics"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/fakests"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 func ctxT(t *testing.T) context.Context {

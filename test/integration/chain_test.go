@@ -25,7 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ktypes "k8s.io/apimachinery/pkg/types"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // TestChainWithoutAgent walks the path podcreds automates, by hand, on the

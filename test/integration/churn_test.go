@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podcreds/podcreds/agent"
-	"github.com/podcreds/podcreds/internal/fakests"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/fakests"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // podRole is the role of churn pod i: every pod its own ServiceAccount and

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podcreds/podcreds/internal/democlient"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // TestDemoFlow is `make demo` as a test: an application on aws-sdk-go-v2's

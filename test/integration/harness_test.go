@@ -20,11 +20,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/podcreds/podcreds/agent"
+	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/metrics"
-	"github.com/podcreds/podcreds/internal/oidc"
-	"github.com/podcreds/podcreds/internal/stack"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 

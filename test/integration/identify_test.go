@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 func TestTwoLivePodsOnOneAddressAreNeverGuessed(t *testing.T) {

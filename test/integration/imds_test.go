@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // TestIMDSWithTheGoSDK: aws-sdk-go-v2's own IMDS client and EC2 role

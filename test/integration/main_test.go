@@ -7,7 +7,7 @@ package integration
 import (
 	"testing"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 var env *testenv.Env

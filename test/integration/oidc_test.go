@@ -9,11 +9,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podcreds/podcreds/internal/oidc"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/oidc"
 )
 
-// TestOIDCVerifierOnRealTokens runs internal/oidc against the API server's
+// TestOIDCVerifierOnRealTokens runs package oidc against the API server's
 // own discovery document, JWKS and TokenRequest tokens, fetched anonymously
 // as an external verifier would.
 func TestOIDCVerifierOnRealTokens(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
-	"github.com/podcreds/podcreds/internal/kube"
+	"github.com/podcreds/podcreds/kube"
 )
 
 // secretLog collects every agent's debug log and every secret handed out

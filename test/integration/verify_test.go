@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/podcreds/podcreds/agent"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // podToken is what the kubelet projects into a pod for the agent: a token

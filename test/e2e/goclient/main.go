@@ -25,7 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/podcreds/podcreds/internal/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
 )
 
 type result struct {

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/podcreds/podcreds/internal/proc"
+	"github.com/podcreds/podcreds/internal/testkit/proc"
 )
 
 // process is one child (etcd, kube-apiserver, minio) with its output in a log

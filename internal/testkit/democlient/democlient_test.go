@@ -23,8 +23,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podcreds/podcreds/internal/democlient"
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // TestRun drives Run against a stand-in for podcreds that serves real MinIO

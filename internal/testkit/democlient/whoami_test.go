@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podcreds/podcreds/internal/democlient"
+	"github.com/podcreds/podcreds/internal/testkit/democlient"
 )
 
 func jwt(payload string) string {

@@ -3,7 +3,7 @@ package democlient_test
 import (
 	"testing"
 
-	"github.com/podcreds/podcreds/internal/testenv"
+	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
 // env is one kube-apiserver and MinIO for the package: Run is tested against

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podcreds/podcreds/internal/kube"
+	"github.com/podcreds/podcreds/kube"
 )
 
 // Wrap returns cs as a kube.Client.

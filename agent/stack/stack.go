@@ -13,8 +13,8 @@ import (
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/kube"
-	"github.com/podcreds/podcreds/internal/metrics"
+	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
