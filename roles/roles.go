@@ -43,12 +43,20 @@ type Pod struct {
 // String is namespace/name, for messages.
 func (p Pod) String() string { return p.Namespace + "/" + p.Name }
 
+// Client is what the decision reads from the Kubernetes API: the agent
+// passes its API client, the webhook its ServiceAccount informer with a live
+// read behind it.
+type Client interface {
+	GetServiceAccount(ctx context.Context, namespace, name string) (*kube.ServiceAccount, error)
+	GetNamespace(ctx context.Context, name string) (*kube.Namespace, error)
+}
+
 // RoleResolver maps a ServiceAccount to the cache key of its credentials. It
 // reads ServiceAccounts on demand and keeps each answer for a short time: a
 // cluster-wide ServiceAccount watch on every node would not scale to
 // thousands of nodes, and a node only ever needs the few its pods run as.
 type RoleResolver struct {
-	client          kube.Client
+	client          Client
 	clock           clock.PassiveClock
 	ttl, negTTL     time.Duration
 	defaultAudience string
@@ -72,7 +80,7 @@ type resolved struct {
 // NewRoleResolver caches answers for ttl (a missing role or ServiceAccount
 // for a fifth of it, so a newly annotated ServiceAccount works quickly).
 // accounts, if not empty, are the only AWS accounts whose roles are served.
-func NewRoleResolver(client kube.Client, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration, accounts []string) *RoleResolver {
+func NewRoleResolver(client Client, clk clock.PassiveClock, ttl time.Duration, defaultAudience string, defaultExpiry time.Duration, accounts []string) *RoleResolver {
 	r := &RoleResolver{
 		client: client, clock: clk, ttl: ttl, negTTL: ttl / 5,
 		defaultAudience: defaultAudience, defaultExpiry: defaultExpiry,

@@ -26,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
+	{"webhook", "run the admission webhook that onboards pods to the agent", webhookMain},
 }
 
 func usage() string {
