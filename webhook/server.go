@@ -62,6 +62,7 @@ type Server struct {
 	health   net.Listener
 	metrics  net.Listener
 	ready    atomic.Bool
+	readyCh  chan struct{} // closed once ready
 	draining atomic.Bool
 }
 
@@ -93,7 +94,7 @@ func New(opts Options) (*Server, error) {
 	// No answer is remembered (ttl 0): the informer is the cache, and a
 	// pod must see its ServiceAccount as it is now.
 	resolver := roles.NewRoleResolver(sas, clock.RealClock{}, 0, "sts.amazonaws.com", time.Hour, nil)
-	s := &Server{opts: opts, certs: certs, sas: sas, handler: &handler{
+	s := &Server{opts: opts, certs: certs, sas: sas, readyCh: make(chan struct{}), handler: &handler{
 		resolve: func(ctx context.Context, p roles.Pod) error {
 			_, err := resolver.Resolve(ctx, p)
 			return err
@@ -128,6 +129,9 @@ func (s *Server) closeListeners() {
 
 // Addr is the admission listener's address.
 func (s *Server) Addr() net.Addr { return s.admit.Addr() }
+
+// Ready is closed once the webhook answers with a synced informer.
+func (s *Server) Ready() <-chan struct{} { return s.readyCh }
 
 // HealthAddr is the health listener's address, or nil.
 func (s *Server) HealthAddr() net.Addr {
@@ -174,6 +178,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-syncErr:
 		if err == nil {
 			s.ready.Store(true)
+			close(s.readyCh)
 			logger.Info("serviceaccount informer synced; ready")
 			select {
 			case <-ctx.Done():
