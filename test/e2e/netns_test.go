@@ -125,20 +125,8 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, args := range [][]string{
-		{"netns", "add", p.netns},
-		{"link", "add", p.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", p.netns},
-		{"link", "set", p.hostVeth, "up"},
-		{"route", "add", ip.String() + "/32", "dev", p.hostVeth},
-		{"-n", p.netns, "link", "set", "lo", "up"},
-		{"-n", p.netns, "addr", "add", ip.String() + "/32", "dev", "eth0"},
-		{"-n", p.netns, "link", "set", "eth0", "up"},
-		{"-n", p.netns, "route", "add", nodeAddr.String(), "dev", "eth0", "scope", "link"},
-		{"-n", p.netns, "route", "add", "default", "via", nodeAddr.String(), "dev", "eth0"},
-	} {
-		if err := sh("ip", args...); err != nil {
-			return p, err
-		}
+	if err := p.wire(); err != nil {
+		return p, err
 	}
 	created, err := env.RunPod(ctx, testenv.PodSpec{Namespace: namespace, Name: p.name, ServiceAccount: sa, Node: nodeName, IP: ip})
 	if err != nil {
@@ -157,6 +145,27 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 	}
 	p.tokenFile = filepath.Join(p.dir, "token")
 	return p, os.WriteFile(p.tokenFile, []byte(tr.Status.Token), 0o600)
+}
+
+// wire gives the pod its network as a CNI plugin would (ptp style: a /32
+// on the pod's eth0, the node as its gateway, a host route back on the node).
+func (p *pod) wire() error {
+	for _, args := range [][]string{
+		{"netns", "add", p.netns},
+		{"link", "add", p.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", p.netns},
+		{"link", "set", p.hostVeth, "up"},
+		{"route", "add", p.ip.String() + "/32", "dev", p.hostVeth},
+		{"-n", p.netns, "link", "set", "lo", "up"},
+		{"-n", p.netns, "addr", "add", p.ip.String() + "/32", "dev", "eth0"},
+		{"-n", p.netns, "link", "set", "eth0", "up"},
+		{"-n", p.netns, "route", "add", nodeAddr.String(), "dev", "eth0", "scope", "link"},
+		{"-n", p.netns, "route", "add", "default", "via", nodeAddr.String(), "dev", "eth0"},
+	} {
+		if err := sh("ip", args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // remove deletes the pod's namespace; its veth goes with it.
