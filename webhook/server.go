@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -145,18 +146,24 @@ func (s *Server) HealthAddr() net.Addr {
 // turns 200 once the ServiceAccount informer has synced.
 func (s *Server) Run(ctx context.Context) error {
 	logger := s.handler.logger
-	go s.certs.watch(ctx, s.opts.CertCheckInterval)
+	// Everything started here has stopped when Run returns.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { s.certs.watch(ctx, s.opts.CertCheckInterval) })
 
 	mux := http.NewServeMux()
 	mux.Handle(Path, http.MaxBytesHandler(s.handler, MaxReviewBytes+1))
-	servers := []*http.Server{{
+	admit := &http.Server{
 		Handler:           mux,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 90 * time.Second,
 		ErrorLog: zap.NewStdLog(logger.Named("http")),
-	}}
+	}
+	servers := []*http.Server{admit}
 	errc := make(chan error, 3)
-	go func() { errc <- servers[0].ServeTLS(s.admit, "", "") }()
+	go func() { errc <- admit.ServeTLS(s.admit, "", "") }()
 	if s.health != nil {
 		hs := &http.Server{Handler: s.healthMux(), ReadHeaderTimeout: 5 * time.Second}
 		servers = append(servers, hs)
@@ -172,8 +179,10 @@ func (s *Server) Run(ctx context.Context) error {
 	logger.Info("serving", zap.Stringer("admission", s.admit.Addr()), zap.String("path", Path))
 
 	syncErr := make(chan error, 1)
-	go func() { syncErr <- s.sas.run(ctx) }()
+	wg.Go(func() { s.sas.informer.RunWithContext(ctx) })
+	wg.Go(func() { syncErr <- s.sas.waitSynced(ctx) })
 	var err error
+	served := 0 // Serve calls that have returned
 	select {
 	case err = <-syncErr:
 		if err == nil {
@@ -183,17 +192,24 @@ func (s *Server) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 			case err = <-errc:
+				served++
 			}
 		}
 	case err = <-errc:
+		served++
 	}
 	s.draining.Store(true)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
-	defer cancel()
+	stopped := ctx.Err() != nil
+	sctx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
+	defer cancelDrain()
 	for _, srv := range servers {
 		_ = srv.Shutdown(sctx)
 	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+	for ; served < len(servers); served++ {
+		<-errc
+	}
+	cancel()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !stopped {
 		return err
 	}
 	return nil

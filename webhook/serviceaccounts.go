@@ -60,9 +60,8 @@ func newServiceAccounts(api kube.ServiceAccounts, m *Metrics) *serviceAccounts {
 	return &serviceAccounts{api: api, informer: inf, metrics: m}
 }
 
-// run runs the informer until ctx ends and waits for its first list.
-func (s *serviceAccounts) run(ctx context.Context) error {
-	go s.informer.RunWithContext(ctx)
+// waitSynced waits for the running informer's first list.
+func (s *serviceAccounts) waitSynced(ctx context.Context) error {
 	if !toolscache.WaitForCacheSync(ctx.Done(), s.informer.HasSynced) {
 		return fmt.Errorf("serviceaccount informer did not sync: %w", ctx.Err())
 	}
