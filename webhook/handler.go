@@ -57,6 +57,14 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) string {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return ResultError
 	}
+	if ce := h.logger.Check(zap.DebugLevel, "admitted"); ce != nil {
+		reason := ""
+		if resp.Result != nil {
+			reason = resp.Result.Message
+		}
+		ce.Write(zap.String("namespace", req.Namespace), zap.String("pod", pod.displayName()), zap.String("result", result),
+			zap.Strings("warnings", resp.Warnings), zap.String("reason", reason))
+	}
 	resp.UID = req.UID
 	out, err := json.Marshal(&admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
