@@ -177,7 +177,7 @@ func TestWebhookOnboardedPod(t *testing.T) {
 		specEnv = append(specEnv, e.Name+"="+e.Value)
 	}
 	t.Run("the unmodified client uses the injected settings and token on S3", func(t *testing.T) {
-		o, err := runMounted(ctx, p, binds, specEnv, "with")
+		o, err := runMounted(ctx, p, binds, specEnv, "with", []string{filepath.Join(s.bin, "goclient")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestWebhookOnboardedPod(t *testing.T) {
 				noToken = append(noToken, e)
 			}
 		}
-		o, err := runMounted(ctx, p, binds, noToken, "without")
+		o, err := runMounted(ctx, p, binds, noToken, "without", []string{filepath.Join(s.bin, "goclient")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,12 +200,35 @@ func TestWebhookOnboardedPod(t *testing.T) {
 			t.Fatal("served without a presented token in required mode")
 		}
 	})
+	// Which other clients send the token file with the webhook's default
+	// variable (README: "The token file, and --token-verification=required").
+	for _, tc := range []struct {
+		client string
+		cmd    []string
+		served bool
+	}{
+		{"aws-sdk-js-v3", []string{"node", "nodeclient/client.mjs"}, true},
+		// Debian bookworm's botocore 1.29 reads AWS_CONTAINER_AUTHORIZATION_TOKEN
+		// only, never the file: it presents no token and is refused. If this
+		// starts passing, the packaged botocore changed: update the README.
+		{"boto3", []string{"/usr/bin/python3", "pyclient/boto3_client.py"}, false},
+	} {
+		t.Run(fmt.Sprintf("%s in the onboarded pod is served: %v", tc.client, tc.served), func(t *testing.T) {
+			o, err := runMounted(ctx, p, binds, specEnv, tc.client, tc.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.OK != tc.served || (o.OK && o.Sub != p.subject()) {
+				t.Fatalf("%s %s: ok=%v sub=%q, want served=%v: %s", tc.client, o.Version, o.OK, o.Sub, tc.served, o.Error)
+			}
+		})
+	}
 }
 
-// runMounted runs the Go client in p with env (plus the suite's inputs),
+// runMounted runs a client (cmd) in p with env (plus the suite's inputs),
 // its mounts bound read-only where the pod spec puts them, in the private
 // mount namespace `ip netns exec` gives it; then checks the object it wrote.
-func runMounted(ctx context.Context, p *pod, binds [][2]string, env []string, tag string) (outcome, error) {
+func runMounted(ctx context.Context, p *pod, binds [][2]string, env []string, tag string, cmd []string) (outcome, error) {
 	home, err := os.MkdirTemp(p.dir, "home-")
 	if err != nil {
 		return outcome{}, err
@@ -222,14 +245,14 @@ func runMounted(ctx context.Context, p *pod, binds [][2]string, env []string, ta
 	for _, b := range binds {
 		args = append(args, b[0], b[1])
 	}
-	args = append(args, filepath.Join(suite.bin, "goclient"))
+	args = append(args, cmd...)
 	stdout, stderr, runErr := inPod(ctx, p, full, "/bin/sh", args...)
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	var o outcome
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &o); err != nil {
 		return o, fmt.Errorf("no result line (%v, exit %v); stderr: %s", err, runErr, lastLines(stderr, 5))
 	}
-	logf("aws-sdk-go-v2 in onboarded pod %s (%s token): ok=%v sub=%q provider=%q %s", p.name, tag, o.OK, o.Sub, o.Provider, o.Error)
+	logf("%s in onboarded pod %s (%s): ok=%v sub=%q provider=%q %s", o.Client, p.name, tag, o.OK, o.Sub, o.Provider, o.Error)
 	if !o.OK {
 		return o, nil
 	}
