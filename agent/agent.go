@@ -23,6 +23,7 @@ import (
 
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/roles"
 )
 
 // Listener is one credentials listen address.
@@ -96,7 +97,7 @@ type Agent struct {
 	logger  *zap.Logger
 	metrics *metrics.Metrics
 	index   *PodIndex
-	roles   *RoleResolver
+	roles   *roles.RoleResolver
 	cache   CredentialCache
 	binder  *binder
 	limiter *sourceLimiter
@@ -155,7 +156,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
 	a.limiter = newSourceLimiter(opts.RateLimit, opts.RateBurst)
-	a.roles = NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration, opts.AllowedAccounts)
+	a.roles = roles.NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration, opts.AllowedAccounts)
 	a.binder = newBinder(a.roles, opts.Cache, opts.Tokens, opts.Logger)
 	a.index = NewPodIndex(opts.Client, opts.NodeName, opts.UnknownPodWait, opts.Logger, opts.Metrics, a.binder.enqueue)
 	a.binder.index = a.index

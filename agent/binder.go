@@ -10,6 +10,7 @@ import (
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/roles"
 )
 
 // CredentialCache is what the agent needs of the credential cache.
@@ -35,7 +36,7 @@ type TokenDropper interface {
 // events cannot leave a stale user behind.
 type binder struct {
 	index  *PodIndex
-	roles  *RoleResolver
+	roles  *roles.RoleResolver
 	cache  CredentialCache
 	tokens TokenDropper
 	logger *zap.Logger
@@ -45,9 +46,9 @@ type binder struct {
 	bound map[types.UID]cache.Key
 }
 
-func newBinder(roles *RoleResolver, c CredentialCache, tokens TokenDropper, logger *zap.Logger) *binder {
+func newBinder(resolver *roles.RoleResolver, c CredentialCache, tokens TokenDropper, logger *zap.Logger) *binder {
 	return &binder{
-		roles: roles, cache: c, tokens: tokens, logger: logger.Named("binder"),
+		roles: resolver, cache: c, tokens: tokens, logger: logger.Named("binder"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "podcreds_binder"}),
 		bound: map[types.UID]cache.Key{},
@@ -95,7 +96,7 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 	var want cache.Key
 	var err error
 	if p != nil && p.WillRun() {
-		want, err = b.roles.Resolve(ctx, p)
+		want, err = b.roles.Resolve(ctx, p.Subject())
 	}
 	wanted := p != nil && p.WillRun() && err == nil
 	if holding && (!wanted || held != want) {

@@ -101,7 +101,7 @@ func (a *Agent) identifyContainer(r *http.Request) (*Pod, error) {
 // since), the pod is queued for rebinding, so its new entry is kept and
 // refreshed rather than fetched per request.
 func (a *Agent) resolve(r *http.Request, pod *Pod) (cache.Key, error) {
-	key, err := a.roles.Resolve(r.Context(), pod)
+	key, err := a.roles.Resolve(r.Context(), pod.Subject())
 	if err == nil && !a.binder.holds(pod.UID, key) {
 		a.binder.enqueue(pod.UID)
 	}

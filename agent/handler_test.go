@@ -16,6 +16,7 @@ import (
 	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/roles"
 )
 
 // newUnitAgent builds an agent on the fake clientset with one pod
@@ -25,7 +26,7 @@ import (
 func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 	tb.Helper()
 	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: "arn:aws:iam::123456789012:role/app"},
+		Namespace: "ns", Name: "app", Annotations: map[string]string{roles.RoleAnnotation: "arn:aws:iam::123456789012:role/app"},
 	}})
 	m := metrics.New(prometheus.NewRegistry())
 	c := cache.New(cache.FetcherFunc(func(context.Context, cache.Key, cache.PodRef) (*cache.Credentials, error) {

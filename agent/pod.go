@@ -9,6 +9,7 @@ import (
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/roles"
 )
 
 // Pod is what the agent keeps of a pod on its node: just enough to identify
@@ -51,6 +52,11 @@ func (p *Pod) WillRun() bool {
 	return !p.Deleting && p.Phase != kube.PodSucceeded && p.Phase != kube.PodFailed
 }
 
+// Subject is what the role decision reads of the pod.
+func (p *Pod) Subject() roles.Pod {
+	return roles.Pod{Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.ServiceAccount, RoleARN: p.RoleARN}
+}
+
 // String is namespace/name, for logs and messages.
 func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
 
@@ -65,7 +71,7 @@ func podFromObject(o *kube.Pod) *Pod {
 		HostNetwork:    o.Spec.HostNetwork,
 		Phase:          o.Status.Phase,
 		Deleting:       o.DeletionTimestamp != nil,
-		RoleARN:        strings.TrimSpace(o.Annotations[PodRoleAnnotation]),
+		RoleARN:        strings.TrimSpace(o.Annotations[roles.PodRoleAnnotation]),
 	}
 	if p.ServiceAccount == "" {
 		p.ServiceAccount = "default"
@@ -113,8 +119,8 @@ func trimPod(obj any) (any, error) {
 
 func metaTrim(o *kube.Pod) metav1.ObjectMeta {
 	var ann map[string]string
-	if v, ok := o.Annotations[PodRoleAnnotation]; ok {
-		ann = map[string]string{PodRoleAnnotation: v} // the only annotation read
+	if v, ok := o.Annotations[roles.PodRoleAnnotation]; ok {
+		ann = map[string]string{roles.PodRoleAnnotation: v} // the only annotation read
 	}
 	return metav1.ObjectMeta{
 		Annotations:       ann,

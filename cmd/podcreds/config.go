@@ -17,6 +17,7 @@ import (
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/netsetup"
+	"github.com/podcreds/podcreds/roles"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -234,8 +235,8 @@ func (c *Config) validate() error {
 	if c.Audience == "" {
 		bad("-audience must not be empty")
 	}
-	if c.TokenExpiration < agent.MinTokenExpiration {
-		bad("-token-expiration %s is below the TokenRequest minimum of %s", c.TokenExpiration, agent.MinTokenExpiration)
+	if c.TokenExpiration < roles.MinTokenExpiration {
+		bad("-token-expiration %s is below the TokenRequest minimum of %s", c.TokenExpiration, roles.MinTokenExpiration)
 	}
 	if c.CredentialDuration < tokenreq.MinSessionDuration || c.CredentialDuration > tokenreq.MaxSessionDuration || c.CredentialDuration%time.Second != 0 {
 		bad("-credential-duration %s must be whole seconds from %s to %s", c.CredentialDuration, tokenreq.MinSessionDuration, tokenreq.MaxSessionDuration)

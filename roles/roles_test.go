@@ -1,4 +1,4 @@
-package agent
+package roles
 
 import (
 	"context"
@@ -63,12 +63,12 @@ func TestRoleResolution(t *testing.T) {
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "open", Name: "badexp", Annotations: map[string]string{RoleAnnotation: roleA, TokenExpirationAnnotation: "60"}}},
 	)
 	r := NewRoleResolver(kubeclientset.Wrap(client), clock.RealClock{}, time.Minute, "sts.amazonaws.com", time.Hour, []string{"111111111111"})
-	pod := func(ns, sa, role string) *Pod {
-		return &Pod{Namespace: ns, Name: "p", ServiceAccount: sa, RoleARN: role}
+	pod := func(ns, sa, role string) Pod {
+		return Pod{Namespace: ns, Name: "p", ServiceAccount: sa, RoleARN: role}
 	}
 	for _, tc := range []struct {
 		name     string
-		pod      *Pod
+		pod      Pod
 		wantRole string
 		status   int
 	}{

@@ -1,4 +1,8 @@
-package agent
+// Package roles decides which IAM role a pod's credentials are for: its
+// ServiceAccount's IRSA annotations, or a role the pod picks that its
+// namespace allows. The node agent serves by this decision and the admission
+// webhook injects by it, so the two can never disagree.
+package roles
 
 import (
 	"context"
@@ -27,6 +31,17 @@ const (
 
 // MinTokenExpiration is the shortest token the TokenRequest API issues.
 const MinTokenExpiration = 10 * time.Minute
+
+// Pod is what the decision reads of a pod.
+type Pod struct {
+	Namespace, Name string
+	ServiceAccount  string
+	// RoleARN is the role the pod's PodRoleAnnotation asks for, if any.
+	RoleARN string
+}
+
+// String is namespace/name, for messages.
+func (p Pod) String() string { return p.Namespace + "/" + p.Name }
 
 // RoleResolver maps a ServiceAccount to the cache key of its credentials. It
 // reads ServiceAccounts on demand and keeps each answer for a short time: a
@@ -76,7 +91,7 @@ func NewRoleResolver(client kube.Client, clk clock.PassiveClock, ttl time.Durati
 // the role its PodRoleAnnotation picks if its namespace allows that role.
 // There is no fallback: a pod without a role of its own gets a final 404
 // naming its ServiceAccount, a disallowed choice a final 403.
-func (r *RoleResolver) Resolve(ctx context.Context, pod *Pod) (cache.Key, error) {
+func (r *RoleResolver) Resolve(ctx context.Context, pod Pod) (cache.Key, error) {
 	key, err := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
 	if err != nil {
 		return cache.Key{}, err
