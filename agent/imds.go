@@ -163,7 +163,7 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
-	role := roleName(key.RoleARN)
+	role := roleName(key.ServedRoleARN())
 	if p == imdsCredsPrefix || p+"/" == imdsCredsPrefix {
 		h.text(w, r, start, role)
 		return
@@ -179,7 +179,7 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 	}
 	body := creds.IMDSBody()
 	if p == imdsInfoPath {
-		body = infoBody(key.RoleARN, creds)
+		body = infoBody(key.ServedRoleARN(), creds)
 	}
 	hdr := w.Header()
 	hdr["Content-Type"] = textContentType // real IMDS labels JSON as text/plain

@@ -28,6 +28,8 @@ type Pod struct {
 	Deleting bool
 	// RoleARN is the role the pod's PodRoleAnnotation asks for, if any.
 	RoleARN string
+	// TargetRoleARN is the second-hop role its TargetRoleAnnotation names.
+	TargetRoleARN string
 }
 
 // Ref names the pod for the cache and the TokenRequest binding.
@@ -54,7 +56,7 @@ func (p *Pod) WillRun() bool {
 
 // Subject is what the role decision reads of the pod.
 func (p *Pod) Subject() roles.Pod {
-	return roles.Pod{Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.ServiceAccount, RoleARN: p.RoleARN}
+	return roles.Pod{Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.ServiceAccount, RoleARN: p.RoleARN, TargetRoleARN: p.TargetRoleARN}
 }
 
 // String is namespace/name, for logs and messages.
@@ -72,6 +74,7 @@ func podFromObject(o *kube.Pod) *Pod {
 		Phase:          o.Status.Phase,
 		Deleting:       o.DeletionTimestamp != nil,
 		RoleARN:        strings.TrimSpace(o.Annotations[roles.PodRoleAnnotation]),
+		TargetRoleARN:  strings.TrimSpace(o.Annotations[roles.TargetRoleAnnotation]),
 	}
 	if p.ServiceAccount == "" {
 		p.ServiceAccount = "default"
@@ -119,8 +122,13 @@ func trimPod(obj any) (any, error) {
 
 func metaTrim(o *kube.Pod) metav1.ObjectMeta {
 	var ann map[string]string
-	if v, ok := o.Annotations[roles.PodRoleAnnotation]; ok {
-		ann = map[string]string{roles.PodRoleAnnotation: v} // the only annotation read
+	for _, k := range [...]string{roles.PodRoleAnnotation, roles.TargetRoleAnnotation} { // the only annotations read
+		if v, ok := o.Annotations[k]; ok {
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[k] = v
+		}
 	}
 	return metav1.ObjectMeta{
 		Annotations:       ann,

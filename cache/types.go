@@ -21,6 +21,33 @@ type Key struct {
 	// ServiceAccount always yields the same value; it is part of the key so a
 	// changed annotation starts a fresh entry instead of mutating a live one.
 	TokenExpiration time.Duration
+	// SessionName, when set, is the role session name asked of STS (a
+	// validated podcreds.io/session-name); empty means the default
+	// podcreds@<namespace>.<serviceAccount>.
+	SessionName string
+	// TargetRoleARN, when set, is a second hop: the credentials served are
+	// those of AssumeRole into this role, made with RoleARN's credentials
+	// and carrying session tags. Chained sessions last at most one hour.
+	TargetRoleARN string
+	// ExternalID is passed to the second hop's AssumeRole when set. It is
+	// not a secret (IAM documents it as a value to tell tenants apart).
+	ExternalID string
+}
+
+// FirstHop returns the key of the first hop's credentials: k without its
+// second hop. Two target roles of one ServiceAccount share it.
+func (k Key) FirstHop() Key {
+	k.TargetRoleARN, k.ExternalID = "", ""
+	return k
+}
+
+// ServedRoleARN is the role whose credentials a pod gets for k: the target
+// role when there is a second hop, else RoleARN.
+func (k Key) ServedRoleARN() string {
+	if k.TargetRoleARN != "" {
+		return k.TargetRoleARN
+	}
+	return k.RoleARN
 }
 
 // PodRef names a pod that uses an entry: its ServiceAccount tokens are bound

@@ -46,6 +46,11 @@ type Metrics struct {
 	STSRequests *prometheus.CounterVec
 	// STSDuration observes AssumeRoleWithWebIdentity latency.
 	STSDuration prometheus.Histogram
+	// STSChainRequests counts the second hop's AssumeRole calls (into a
+	// target role, with session tags) by result.
+	STSChainRequests *prometheus.CounterVec
+	// STSChainDuration observes the second hop's AssumeRole latency.
+	STSChainDuration prometheus.Histogram
 	// STSThrottled counts STS throttling answers.
 	STSThrottled prometheus.Counter
 	// STSBudget is the node's current STS call budget (calls per second).
@@ -101,6 +106,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		STSDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "podcreds_sts_request_duration_seconds",
 			Help:    "AssumeRoleWithWebIdentity latency.",
+			Buckets: upstream,
+		}),
+		STSChainRequests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "podcreds_sts_chain_requests_total",
+			Help: "Second-hop AssumeRole calls into target roles, by result.",
+		}, []string{"result"}),
+		STSChainDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "podcreds_sts_chain_request_duration_seconds",
+			Help:    "Second-hop AssumeRole latency.",
 			Buckets: upstream,
 		}),
 		STSThrottled: f.NewCounter(prometheus.CounterOpts{

@@ -38,6 +38,9 @@ type Pod struct {
 	ServiceAccount  string
 	// RoleARN is the role the pod's PodRoleAnnotation asks for, if any.
 	RoleARN string
+	// TargetRoleARN is the target role the pod's TargetRoleAnnotation
+	// names, if any.
+	TargetRoleARN string
 }
 
 // String is namespace/name, for messages.
@@ -121,6 +124,9 @@ func (r *RoleResolver) Resolve(ctx context.Context, pod Pod) (cache.Key, error) 
 	if err := r.checkAccount(key.RoleARN); err != nil {
 		return cache.Key{}, err
 	}
+	if err := r.resolveTarget(ctx, pod, &key); err != nil {
+		return cache.Key{}, err
+	}
 	return key, nil
 }
 
@@ -202,6 +208,9 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 				fmt.Sprintf("serviceaccount %s/%s: annotation %s must be whole seconds from 600 to 172800, got %q", namespace, name, TokenExpirationAnnotation, v), nil))
 		}
 		key.TokenExpiration = time.Duration(secs) * time.Second
+	}
+	if err := chainAnnotations(&key, sa.Annotations); err != nil {
+		return neg(err)
 	}
 	expires := now.Add(r.ttl)
 	if role == "" {

@@ -3,6 +3,7 @@ package tokenreq
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -47,28 +48,53 @@ func NewBudget(next STSClient, perSecond float64, burst int, m *metrics.Metrics)
 // AssumeRoleWithWebIdentity waits for the budget (bounded by ctx: the fetch's
 // own timeout), then calls STS and adapts the budget to the answer.
 func (b *Budget) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
-	// Wait for a share of the budget, but never queue far ahead: a slot
-	// booked at the throttled rate would still be that far away after the
-	// rate recovers. Past maxBudgetWait the fetch fails retriably and the
-	// cache's backoff asks again later, at whatever the rate is then.
-	r := b.limiter.Reserve()
-	if d := r.Delay(); d > 0 {
-		if d > maxBudgetWait {
-			r.Cancel()
-			return nil, errBudgetSpent
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			r.Cancel()
-			return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, ctx.Err())
-		}
+	if err := b.wait(ctx); err != nil {
+		return nil, err
 	}
 	out, err := b.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
 	b.adapt(err)
 	return out, err
+}
+
+// AssumeRole is the second hop, drawn from the same budget: both hops count
+// against the account's one STS quota. It fails if the wrapped client cannot
+// chain.
+func (b *Budget) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	next, ok := b.next.(ChainClient)
+	if !ok {
+		return nil, failure.Final(http.StatusBadRequest, "ChainingDisabled", "this agent's STS client cannot make a second hop", nil)
+	}
+	if err := b.wait(ctx); err != nil {
+		return nil, err
+	}
+	out, err := next.AssumeRole(ctx, in, opts...)
+	b.adapt(err)
+	return out, err
+}
+
+// wait takes a share of the budget, but never queues far ahead: a slot
+// booked at the throttled rate would still be that far away after the rate
+// recovers. Past maxBudgetWait the fetch fails retriably and the cache's
+// backoff asks again later, at whatever the rate is then.
+func (b *Budget) wait(ctx context.Context) error {
+	r := b.limiter.Reserve()
+	d := r.Delay()
+	if d <= 0 {
+		return nil
+	}
+	if d > maxBudgetWait {
+		r.Cancel()
+		return errBudgetSpent
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		r.Cancel()
+		return failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, ctx.Err())
+	}
 }
 
 // maxBudgetWait is the longest a call queues for the budget.

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
@@ -72,6 +73,13 @@ type ExchangerOptions struct {
 	Logger *zap.Logger
 	// Metrics, when set, counts STS calls and their latency.
 	Metrics *metrics.Metrics
+	// Chain makes the second hop of keys that name a target role
+	// (AssumeRole with session tags); nil refuses such keys. The STS client
+	// given to NewExchanger usually serves as both.
+	Chain ChainClient
+	// ClusterName, when set, is the kubernetes-cluster session tag of
+	// second hops.
+	ClusterName string
 }
 
 // Exchanger is a cache.Fetcher that trades a pod's ServiceAccount token for
@@ -85,8 +93,13 @@ type Exchanger struct {
 	logger   *zap.Logger
 	metrics  *metrics.Metrics
 
-	mu     sync.Mutex
-	capped map[string]time.Time // role ARN -> until when it is asked one hour
+	chain   ChainClient
+	cluster string
+	hop1    singleflight.Group // first hops of chained keys, by key
+
+	mu        sync.Mutex
+	capped    map[string]time.Time             // role ARN -> until when it is asked one hour
+	firstHops map[cache.Key]*cache.Credentials // first hops of chained keys (no target)
 }
 
 // cappedFor is how long a role that refused the configured session duration
@@ -145,13 +158,16 @@ func NewExchanger(tokens TokenSource, client STSClient, opts ExchangerOptions) (
 		opts.Logger = zap.NewNop()
 	}
 	return &Exchanger{
-		tokens:   tokens,
-		sts:      client,
-		duration: int32(opts.SessionDuration / time.Second),
-		clock:    opts.Clock,
-		logger:   opts.Logger.Named("exchange"),
-		metrics:  opts.Metrics,
-		capped:   map[string]time.Time{},
+		tokens:    tokens,
+		sts:       client,
+		duration:  int32(opts.SessionDuration / time.Second),
+		clock:     opts.Clock,
+		logger:    opts.Logger.Named("exchange"),
+		metrics:   opts.Metrics,
+		capped:    map[string]time.Time{},
+		chain:     opts.Chain,
+		cluster:   opts.ClusterName,
+		firstHops: map[cache.Key]*cache.Credentials{},
 	}, nil
 }
 
@@ -159,11 +175,22 @@ func NewExchanger(tokens TokenSource, client STSClient, opts ExchangerOptions) (
 // exchanges it for credentials for key.RoleARN. Errors are *failure.Error
 // values that name the role and ServiceAccount and never contain the token
 // or any credential.
+//
+// A key with a TargetRoleARN is served through a second hop (fetchChained).
 func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) (*cache.Credentials, error) {
 	who := fmt.Sprintf("ServiceAccount %s/%s", key.Namespace, key.ServiceAccount)
 	if key.RoleARN == "" {
 		return nil, failure.Final(http.StatusNotFound, "NoRole", "no IAM role is configured for "+who, nil)
 	}
+	if key.TargetRoleARN != "" {
+		return e.fetchChained(ctx, key, pod, who)
+	}
+	return e.fetchDirect(ctx, key, pod, who)
+}
+
+// fetchDirect makes the first hop: a pod-bound token exchanged with
+// AssumeRoleWithWebIdentity for key.RoleARN.
+func (e *Exchanger) fetchDirect(ctx context.Context, key cache.Key, pod cache.PodRef, who string) (*cache.Credentials, error) {
 	spec := TokenSpec{
 		Namespace:      key.Namespace,
 		ServiceAccount: key.ServiceAccount,
@@ -220,7 +247,7 @@ func (e *Exchanger) Fetch(ctx context.Context, key cache.Key, pod cache.PodRef) 
 func (e *Exchanger) assume(ctx context.Context, key cache.Key, token, who string, dur int32) (*sts.AssumeRoleWithWebIdentityOutput, *failure.Error) {
 	out, err := e.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
 		RoleArn:          aws.String(key.RoleARN),
-		RoleSessionName:  aws.String(SessionName(key.Namespace, key.ServiceAccount)),
+		RoleSessionName:  aws.String(e.sessionName(key)),
 		WebIdentityToken: aws.String(token),
 		DurationSeconds:  aws.Int32(dur),
 	})
@@ -230,12 +257,41 @@ func (e *Exchanger) assume(ctx context.Context, key cache.Key, token, who string
 	return out, nil
 }
 
-// count records an STS call that started at start and ended with err.
-func (e *Exchanger) count(start time.Time, err error) {
-	if e.metrics != nil {
-		e.metrics.STSDuration.Observe(time.Since(start).Seconds())
-		e.metrics.STSRequests.WithLabelValues(metrics.ResultOf(err, failure.IsRetriable)).Inc()
+// sessionName is the role session name for key: its chosen one, else the
+// ServiceAccount's default. Both hops use it, so CloudTrail shows the same
+// name for the web-identity session and the chained one.
+func (e *Exchanger) sessionName(key cache.Key) string {
+	if key.SessionName != "" {
+		return key.SessionName
 	}
+	return SessionName(key.Namespace, key.ServiceAccount)
+}
+
+// The two hops, for metrics.
+const (
+	hopWebIdentity = iota
+	hopTarget
+)
+
+// count records a first-hop STS call that started at start and ended with err.
+func (e *Exchanger) count(start time.Time, err error) { e.countHop(hopWebIdentity, start, err) }
+
+// countHop records one STS call of hop that started at start and ended with err.
+func (e *Exchanger) countHop(hop int, start time.Time, err error) {
+	if e.metrics == nil {
+		return
+	}
+	if fe, ok := err.(*failure.Error); ok && fe == nil {
+		err = nil // a typed nil from a hop that succeeded
+	}
+	result := metrics.ResultOf(err, failure.IsRetriable)
+	if hop == hopTarget {
+		e.metrics.STSChainDuration.Observe(time.Since(start).Seconds())
+		e.metrics.STSChainRequests.WithLabelValues(result).Inc()
+		return
+	}
+	e.metrics.STSDuration.Observe(time.Since(start).Seconds())
+	e.metrics.STSRequests.WithLabelValues(result).Inc()
 }
 
 // credentials checks an STS answer and turns it into cache.Credentials. An

@@ -3,6 +3,7 @@ package tokenreq
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 )
 
@@ -59,4 +60,20 @@ func sessionNameChar(r rune) bool {
 		return true
 	}
 	return strings.ContainsRune("_+=,.@-", r)
+}
+
+// CheckSessionName reports why name is not a role session name STS
+// accepts (2–64 characters of [A-Za-z0-9_+=,.@-]), or nil. A chosen name
+// (podcreds.io/session-name) is used as it is, never rewritten: a name
+// that changed silently would break what depends on it staying the same.
+func CheckSessionName(name string) error {
+	if len(name) < 2 || len(name) > maxSessionNameLen {
+		return fmt.Errorf("a role session name must be 2 to %d characters long, got %d", maxSessionNameLen, len(name))
+	}
+	for _, r := range name {
+		if !sessionNameChar(r) {
+			return fmt.Errorf("a role session name may hold only letters, digits and _+=,.@-, got %q", r)
+		}
+	}
+	return nil
 }

@@ -83,3 +83,29 @@ func FuzzSessionName(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckSessionName(t *testing.T) {
+	for _, ok := range []string{"kafka-client", "ab", "a_b+c=d,e.f@g-h", strings.Repeat("x", 64)} {
+		if err := CheckSessionName(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a", strings.Repeat("x", 65), "has space", "slash/no", "ünï", "colon:no", "new\nline"} {
+		if err := CheckSessionName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzCheckSessionName(f *testing.F) {
+	f.Add("kafka-client")
+	f.Add("a b")
+	f.Fuzz(func(t *testing.T, name string) {
+		if CheckSessionName(name) == nil && !validSessionName.MatchString(name) {
+			t.Fatalf("%q accepted but STS would refuse it", name)
+		}
+		if CheckSessionName(name) != nil && validSessionName.MatchString(name) {
+			t.Fatalf("%q refused but STS would accept it", name)
+		}
+	})
+}

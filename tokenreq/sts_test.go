@@ -43,6 +43,7 @@ type fakeSTSServer struct {
 
 	mu      sync.Mutex
 	auth    string
+	token   string // X-Amz-Security-Token
 	form    map[string]string
 	status  int
 	body    string
@@ -56,6 +57,7 @@ func newFakeSTSServer(t *testing.T, status int, body string) *fakeSTSServer {
 		_ = r.ParseForm()
 		s.mu.Lock()
 		s.auth = r.Header.Get("Authorization")
+		s.token = r.Header.Get("X-Amz-Security-Token")
 		s.form = map[string]string{}
 		for k := range r.PostForm {
 			s.form[k] = r.PostForm.Get(k)

@@ -25,6 +25,8 @@ type Options struct {
 	STS    tokenreq.STSClient
 	// SessionDuration is asked of STS (default 1h).
 	SessionDuration time.Duration
+	// ClusterName is the kubernetes-cluster session tag of second hops.
+	ClusterName string
 	// STSRate, if positive, caps this node's STS calls per second (bursts of
 	// STSBurst), halving on throttling (tokenreq.Budget).
 	STSRate  float64
@@ -60,7 +62,13 @@ func Build(o Options) (*Stack, error) {
 	if o.STSRate > 0 {
 		stsClient = tokenreq.NewBudget(stsClient, o.STSRate, o.STSBurst, m)
 	}
-	exchanger, err := tokenreq.NewExchanger(tokens, stsClient, tokenreq.ExchangerOptions{SessionDuration: o.SessionDuration, Logger: o.Logger, Metrics: m})
+	// The second hop (a target role) goes through the same client, and so
+	// the same budget, when the client can make it.
+	chain, _ := stsClient.(tokenreq.ChainClient)
+	exchanger, err := tokenreq.NewExchanger(tokens, stsClient, tokenreq.ExchangerOptions{
+		SessionDuration: o.SessionDuration, Logger: o.Logger, Metrics: m,
+		Chain: chain, ClusterName: o.ClusterName,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,7 @@ func main() {
 	flag.DurationVar(&t.PerPodRefreshMax, "perpod-refresh-max", 40*time.Minute, "per-pod sessions: latest credential refresh")
 	flag.DurationVar(&t.IRSARefreshMin, "irsa-refresh-min", 45*time.Minute, "IRSA: shortest SDK re-assume interval (botocore, 15 min before 1 h expiry)")
 	flag.DurationVar(&t.IRSARefreshMax, "irsa-refresh-max", 55*time.Minute, "IRSA: longest SDK re-assume interval (Go/JS, 5 min before 1 h expiry)")
+	flag.DurationVar(&t.FirstHopLife, "first-hop-life", time.Hour, "podcreds with a second hop: the first hop's credential lifetime (--credential-duration)")
 	flag.DurationVar(&t.TokenTTL, "token-ttl", time.Hour, "podcreds: TokenRequest lifetime")
 	flag.DurationVar(&t.KubeletTokenTTL, "kubelet-token-ttl", time.Hour, "per-pod and IRSA: projected token lifetime")
 	flag.Float64Var(&t.STSPerSAPerRefresh, "sts-per-sa-per-refresh", 1, "podcreds: STS calls per (node, ServiceAccount) per fetch (measured 1)")

@@ -19,7 +19,7 @@ func defaultTiming() Timing {
 		RefreshMin: 24 * time.Minute, RefreshMax: 30 * time.Minute,
 		PerPodRefreshMin: 24 * time.Minute, PerPodRefreshMax: 30 * time.Minute,
 		IRSARefreshMin: 45 * time.Minute, IRSARefreshMax: 55 * time.Minute,
-		TokenTTL: time.Hour, KubeletTokenTTL: time.Hour,
+		TokenTTL: time.Hour, KubeletTokenTTL: time.Hour, FirstHopLife: time.Hour,
 		STSPerSAPerRefresh: 1, SATTL: 30 * time.Second, Resync: 10 * time.Minute, SAGetsPerRefresh: 1,
 		ClientQPS: 20, ClientBurst: 50, Quota: 600, Seed: 1,
 	}
@@ -180,4 +180,23 @@ func TestDeterministic(t *testing.T) {
 	if !strings.Contains(a, "| podcreds (per node, ServiceAccount) |") {
 		t.Errorf("output lacks the podcreds row:\n%s", a)
 	}
+}
+
+func TestChainedEntriesReuseTheFirstHop(t *testing.T) {
+	// Refreshes every 34–40 min: a one-hour first hop still has 20 min or
+	// more at the first refresh and is renewed at the second (68–80 min
+	// after it was made, past 55), so every other refresh makes one, and
+	// each first hop needs a new token (80 % of an hour is 48 min).
+	sts, tokens := chainedPerRefresh(34*time.Minute, 40*time.Minute, time.Hour, time.Hour, 1)
+	near(t, "STS calls per refresh", sts, 1.5)
+	near(t, "TokenRequests per refresh", tokens, 0.5)
+
+	// A first hop that never lasts to the next refresh is made every time.
+	sts, _ = chainedPerRefresh(34*time.Minute, 40*time.Minute, 30*time.Minute, time.Hour, 1)
+	near(t, "STS calls per refresh, short first hop", sts, 2)
+
+	tm := defaultTiming()
+	tm.RefreshMin, tm.RefreshMax = 34*time.Minute, 40*time.Minute
+	m := compute(t, FromPlacement(placement(10, 10, func(n, i int) int { return i % 3 }), 3, allAWS), tm)
+	near(t, "chained STS/s against podcreds'", m.Archs[3].STSPerSec/m.Archs[0].STSPerSec, 1.5)
 }

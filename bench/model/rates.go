@@ -51,6 +51,10 @@ type Timing struct {
 	ClientQPS   float64
 	ClientBurst int
 
+	// FirstHopLife is the first hop's credential lifetime when a
+	// ServiceAccount chains into a target role (--credential-duration).
+	FirstHopLife time.Duration
+
 	// Quota is the STS request rate quota, calls per second.
 	Quota float64
 	// Seed drives the Monte Carlo estimate of podcreds' token interval when
@@ -84,6 +88,9 @@ func (t Timing) validate() error {
 	}
 	if t.STSPerSAPerRefresh < 0 || t.SAGetsPerRefresh < 0 {
 		errs = append(errs, errors.New("-sts-per-sa-per-refresh and -sa-gets-per-refresh must be ≥ 0"))
+	}
+	if t.FirstHopLife <= firstHopMargin {
+		errs = append(errs, fmt.Errorf("-first-hop-life must be longer than %v", firstHopMargin))
 	}
 	if t.Quota <= 0 {
 		errs = append(errs, errors.New("-sts-quota must be > 0"))
@@ -148,6 +155,12 @@ type Model struct {
 	// which podcreds makes as many STS calls as IRSA.
 	BreakEvenSharing float64
 
+	// A chained entry's STS calls (both hops) and TokenRequests per
+	// credential refresh.
+	ChainedSTSPerRefresh, ChainedTokensPerRefresh float64
+
+	// Archs are podcreds, per-pod sessions, IRSA, and podcreds with every
+	// role chained, in that order.
 	Archs []Arch
 }
 
@@ -213,7 +226,19 @@ func Compute(c *Cluster, t Timing) (*Model, error) {
 		ColdTokenRequests:   awsPods,
 		ColdSTS:             awsPods,
 	}
-	m.Archs = []Arch{podcreds, perPod, irsa}
+	// The same agents with every role chained into a target role (a
+	// second hop, for session tags): each refresh makes an AssumeRole,
+	// plus a first hop and TokenRequest only when the cached ones are due.
+	// Chained credentials last at most an hour, so the refresh interval is
+	// that of one-hour credentials whatever --credential-duration says.
+	stsPer, tokensPer := chainedPerRefresh(t.RefreshMin, t.RefreshMax, t.FirstHopLife, t.TokenTTL, t.Seed)
+	m.ChainedSTSPerRefresh, m.ChainedTokensPerRefresh = stsPer, tokensPer
+	chained := podcreds
+	chained.Name = "podcreds, every role chained (second hop)"
+	chained.STSPerSec = awsPairs * stsPer / m.PodcredsRefresh.Seconds()
+	chained.TokenRequestsPerSec = awsPairs * tokensPer / m.PodcredsRefresh.Seconds()
+	chained.ColdSTS = 2 * awsPairs
+	m.Archs = []Arch{podcreds, perPod, irsa, chained}
 	return m, nil
 }
 

@@ -72,7 +72,9 @@ func Render(p ClusterParams, m *Model) string {
 		dur(m.PerPodRefresh), dur(t.PerPodRefreshMin), dur(t.PerPodRefreshMax), dur(m.KubeletTokenEvery), dur(t.KubeletTokenTTL))
 	w("- IRSA: each pod's SDK every %s to %s (effective %s = 1/E[1/T]); kubelet token every %s per pod.\n",
 		dur(t.IRSARefreshMin), dur(t.IRSARefreshMax), dur(m.IRSAEffective), dur(m.KubeletTokenEvery))
-	podcreds, irsa := m.Archs[0], m.Archs[2]
+	podcreds, irsa, chained := m.Archs[0], m.Archs[2], m.Archs[3]
+	w("- podcreds with a second hop (a target role with session tags) for every role: %.2f STS calls and %.2f TokenRequests per refresh (an AssumeRole each time; the cached first hop, %s, renewed once it has less than %s left); %.2f× the STS calls without chaining.\n",
+		m.ChainedSTSPerRefresh, m.ChainedTokensPerRefresh, dur(t.FirstHopLife), dur(firstHopMargin), chained.STSPerSec/podcreds.STSPerSec)
 	w("- podcreds vs IRSA STS calls: %.2f×. podcreds makes fewer STS calls than IRSA only above %.2f pods per (node, ServiceAccount with a role) (here %.2f).\n",
 		podcreds.STSPerSec/irsa.STSPerSec, m.BreakEvenSharing, ratio(c.AWSPods, c.AWSPairs))
 	return b.String()

@@ -54,15 +54,17 @@ type Config struct {
 	TokenIssuer        string
 	TokenExpiration    time.Duration
 	CredentialDuration time.Duration
-	RefreshFraction    float64
-	RefreshBefore      time.Duration
-	UnknownPodWait     time.Duration
-	ServiceAccountTTL  time.Duration
-	ShutdownTimeout    time.Duration
-	RateLimit          float64
-	AllowedAccounts    []string
-	RateBurst          int
-	MaxConnections     int
+	// ClusterName is the kubernetes-cluster session tag of second hops.
+	ClusterName       string
+	RefreshFraction   float64
+	RefreshBefore     time.Duration
+	UnknownPodWait    time.Duration
+	ServiceAccountTTL time.Duration
+	ShutdownTimeout   time.Duration
+	RateLimit         float64
+	AllowedAccounts   []string
+	RateBurst         int
+	MaxConnections    int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -132,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
 	fs.StringVar(&c.TokenIssuer, "token-issuer", "", "ServiceAccount token issuer (https URL) whose OIDC discovery verifies presented tokens; empty: ask the API server")
 	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
+	fs.StringVar(&c.ClusterName, "cluster-name", "", "value of the kubernetes-cluster session tag on chained sessions (a ServiceAccount's podcreds.io/target-role-arn); empty: no cluster tag")
 	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h); a role whose MaxSessionDuration is shorter gets 1h")
 	fs.Float64Var(&c.RefreshFraction, "refresh-fraction", cache.DefaultRefreshFraction, "refresh credentials after this fraction of their lifetime (with jitter)")
 	fs.DurationVar(&c.RefreshBefore, "refresh-before", cache.DefaultRefreshBefore, "refresh no later than when this much lifetime is left")

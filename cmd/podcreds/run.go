@@ -71,7 +71,7 @@ func run(ctx context.Context, cfg *Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, err := stack.Build(stack.Options{
 		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
-		SessionDuration: cfg.CredentialDuration, Logger: logger, Registry: reg,
+		SessionDuration: cfg.CredentialDuration, ClusterName: cfg.ClusterName, Logger: logger, Registry: reg,
 		STSRate: cfg.STSRate, STSBurst: cfg.STSBurst,
 		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore, MaxWait: cfg.MaxFetchWait},
 		Agent: agent.Options{

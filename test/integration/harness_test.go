@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,6 +61,17 @@ func (c *countingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.Ass
 		}
 	}
 	return c.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
+}
+
+// AssumeRole passes a second hop through when the wrapped client makes
+// them (the fake does, and MinIO's client), so the stack chains as it would
+// with a real STS client.
+func (c *countingSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	next, ok := c.next.(tokenreq.ChainClient)
+	if !ok {
+		return nil, fmt.Errorf("%T makes no second hop", c.next)
+	}
+	return next.AssumeRole(ctx, in, opts...)
 }
 
 // agentHarness is one agent wired as cmd/podcreds wires it, on a loopback

@@ -25,6 +25,8 @@ import (
 type STS struct {
 	// Calls counts every AssumeRoleWithWebIdentity, answered or not.
 	Calls atomic.Int64
+	// ChainCalls counts every AssumeRole (second hop), answered or not.
+	ChainCalls atomic.Int64
 
 	mu       sync.Mutex
 	lifetime time.Duration
@@ -32,6 +34,58 @@ type STS struct {
 	fail     error
 	now      func() time.Time
 	n        int
+	chainIn  []sts.AssumeRoleInput
+	chainErr error
+}
+
+// SetChainFail makes every AssumeRole fail with err (nil: succeed again).
+func (s *STS) SetChainFail(err error) { s.mu.Lock(); s.chainErr = err; s.mu.Unlock() }
+
+// ChainInputs returns a copy of every AssumeRole input received, in order.
+func (s *STS) ChainInputs() []sts.AssumeRoleInput {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sts.AssumeRoleInput(nil), s.chainIn...)
+}
+
+// AssumeRole implements tokenreq.ChainClient: it records the input and
+// answers with credentials for the target role, living at most an hour as
+// STS limits chained sessions. It does not check the signature.
+func (s *STS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	s.ChainCalls.Add(1)
+	s.mu.Lock()
+	s.chainIn = append(s.chainIn, *in)
+	latency, fail, lifetime, now := s.latency, s.chainErr, s.lifetime, s.now
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	if lifetime <= 0 || lifetime > time.Hour {
+		lifetime = time.Hour
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &sts.AssumeRoleOutput{
+		Credentials: &ststypes.Credentials{
+			AccessKeyId:     aws.String(fmt.Sprintf("ASIACHAIN%011d", n)),
+			SecretAccessKey: aws.String(fmt.Sprintf("fake-chain-secret-%d", n)),
+			SessionToken:    aws.String(fmt.Sprintf("fake-chain-session-%d-%s", n, aws.ToString(in.RoleArn))),
+			Expiration:      aws.Time(now().Add(lifetime)),
+		},
+		AssumedRoleUser: &ststypes.AssumedRoleUser{Arn: aws.String("arn:aws:sts::123456789012:assumed-role/target/" + aws.ToString(in.RoleSessionName))},
+	}, nil
 }
 
 // New returns an STS issuing credentials that live lifetime.
