@@ -18,6 +18,8 @@ type Pod struct {
 	Namespace      string
 	Name           string
 	UID            types.UID
+	// ServiceAccount is spec.serviceAccountName; empty only for mirror
+	// (static) pods, which have no role.
 	ServiceAccount string
 	// IPs are every address in status.podIPs (status.podIP included).
 	IPs         []netip.Addr
@@ -67,9 +69,9 @@ func podFromObject(o *kube.Pod) *Pod {
 		Deleting:       o.DeletionTimestamp != nil,
 		RoleARN:        strings.TrimSpace(o.Annotations[PodRoleAnnotation]),
 	}
-	if p.ServiceAccount == "" {
-		p.ServiceAccount = "default"
-	}
+	// An empty ServiceAccount stays empty: the API server sets "default"
+	// on every pod but mirror (static) pods, which may use none (Resolve
+	// refuses them).
 	add := func(s string) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

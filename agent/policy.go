@@ -19,7 +19,9 @@ const (
 	PodRoleAnnotation = "podcreds.io/role-arn"
 	// AllowedRolesAnnotation on a namespace lists the role ARN patterns its
 	// pods may pick, separated by commas or newlines; `*` matches any run of
-	// characters (including `/`). Without it, pods may not pick roles.
+	// characters except `/`, so it never reaches into a deeper IAM role path
+	// (`role/team-a-*` does not match `role/team-a-x/admin`). Without it,
+	// pods may not pick roles.
 	AllowedRolesAnnotation = "podcreds.io/allowed-roles"
 )
 
@@ -32,7 +34,7 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 	if ok && r.clock.Now().Before(a.expires) {
 		return a.patterns, a.err
 	}
-	ch := r.group.DoChan("ns/"+namespace, func() (any, error) {
+	ch := r.group.DoChan("ns:"+namespace, func() (any, error) { // see serviceAccount
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		now := r.clock.Now()
@@ -73,7 +75,9 @@ func splitPatterns(s string) []string {
 }
 
 // globMatch reports whether s matches pattern, where `*` matches any run of
-// characters and everything else matches itself.
+// characters other than `/` and everything else matches itself. IAM role
+// names cannot contain `/`; a role path can, and a pattern that grants the
+// roles of one path level must not grant those nested below it.
 func globMatch(pattern, s string) bool {
 	star := strings.IndexByte(pattern, '*')
 	if star < 0 {
@@ -87,6 +91,9 @@ func globMatch(pattern, s string) bool {
 	for i := star; i <= len(s); i++ {
 		if globMatch(rest, s[i:]) {
 			return true
+		}
+		if i < len(s) && s[i] == '/' {
+			return false // the star would have to swallow a '/'
 		}
 	}
 	return false
