@@ -86,6 +86,10 @@ type entry struct {
 	// clients' retry loops.
 	retryErr error
 	retryAt  time.Time
+	// needsUser is set when the last fetch failed because every user it
+	// could act for was gone (ErrPodGone): the next pod to arrive fetches at
+	// once instead of waiting out the backoff.
+	needsUser bool
 }
 
 // user is one pod using an entry; seq orders acquisitions.

@@ -116,6 +116,10 @@ func (f *fakeFetcher) Fetch(ctx context.Context, key Key, pod PodRef) (*Credenti
 	return NewCredentials(fmt.Sprintf("AKID%04d", n), "secret", "token", "123456789012", now, now.Add(f.lifetime)), nil
 }
 
+// recordedLocked returns the calls so far; for use inside fail, which runs
+// after the call was recorded. It takes the lock itself.
+func (f *fakeFetcher) recordedLocked() []fetchRecord { return f.recorded() }
+
 // recorded returns a copy of the calls so far.
 func (f *fakeFetcher) recorded() []fetchRecord {
 	f.mu.Lock()

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"testing"
@@ -204,4 +205,103 @@ func TestFinalRefreshFailure(t *testing.T) {
 	if w := h.clk.Waiters(); w != 1 {
 		t.Errorf("timers pending after recovery = %d, want 1 (the refresh)", w)
 	}
+}
+
+// A shared entry's fetch is bound to one of its users. When that pod is gone
+// (force delete, informer lag) the TokenRequest fails for that pod alone; it
+// once dropped the credentials of every pod of the ServiceAccount.
+func TestGonePodOfOneUserDoesNotFailItsSiblings(t *testing.T) {
+	goneErr := func(p PodRef) error {
+		return failure.Final(http.StatusNotFound, "PodNotFound", "pod "+p.Name+" no longer exists", fmt.Errorf("%w: not found", ErrPodGone))
+	}
+	key := testKey(1)
+
+	t.Run("a refresh bound to a gone pod retries at once as another user", func(t *testing.T) {
+		gone := testPod(3) // the newest user, the one a refresh binds to
+		var h *harness
+		h = newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		for i := 1; i <= 2; i++ {
+			h.c.Acquire(key, testPod(i))
+		}
+		h.c.WaitIdle()
+		h.c.Acquire(key, gone)
+		h.step(refreshAt)
+
+		recs := h.f.recorded()
+		if len(recs) != 3 || recs[1].pod != gone || recs[2].pod != testPod(2) {
+			t.Fatalf("fetches as %v; want the prefetch, the refresh as the gone pod-3, then at once as pod-2", podNames(recs))
+		}
+		if recs[2].at != recs[1].at {
+			t.Errorf("retry as pod-2 at %v, want at once (%v)", recs[2].at, recs[1].at)
+		}
+		if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0003" {
+			t.Errorf("served %s to a sibling, want the credentials fetched as pod-2", cr.AccessKeyID)
+		}
+		if got := testutil.ToFloat64(h.m.RefreshFailures); got != 0 {
+			t.Errorf("refresh failures = %v, want 0: the key did not fail", got)
+		}
+	})
+
+	t.Run("a request-path fetch bound to a gone pod is answered with another user's", func(t *testing.T) {
+		gone := testPod(9)
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if n == 1 { // leave the entry empty, with nothing scheduled
+					return failure.Final(http.StatusForbidden, "AccessDenied", "not yet", nil)
+				}
+				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		h.c.Acquire(key, testPod(1))
+		h.c.WaitIdle()
+		h.step(DefaultFinalErrorTTL) // the final error is forgotten; nothing is held
+		cr, err := h.c.Get(context.Background(), key, gone)
+		if err != nil {
+			t.Fatalf("Get for the gone pod = %v; want the key's credentials fetched as pod-1", err)
+		}
+		if recs := h.f.recorded(); recs[len(recs)-1].pod != testPod(1) || cr.AccessKeyID == "" {
+			t.Fatalf("fetches as %v, want the last as pod-1", podNames(recs))
+		}
+		if cr := h.get(key, testPod(1)); cr == nil {
+			t.Fatal("sibling not served")
+		}
+	})
+
+	t.Run("a gone pod that was the only user is never recorded as the entry's final error", func(t *testing.T) {
+		gone := testPod(1)
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		h.c.Acquire(key, gone)
+		h.c.WaitIdle()
+		// A new pod of the ServiceAccount arrives and asks at once.
+		h.c.Acquire(key, testPod(2))
+		h.c.WaitIdle()
+		if cr := h.get(key, testPod(2)); cr == nil {
+			t.Fatal("the new pod was not served")
+		}
+	})
+}
+
+func podNames(recs []fetchRecord) []string {
+	var names []string
+	for _, r := range recs {
+		names = append(names, r.pod.Name)
+	}
+	return names
 }

@@ -28,7 +28,7 @@ func (c *Cache) Acquire(key Key, pod PodRef) {
 	e.userSeq++
 	e.users[pod.UID] = user{pod: pod, seq: e.userSeq}
 
-	if e.creds.Load() != nil || c.flights[key] != nil || e.failures > 0 {
+	if e.creds.Load() != nil || c.flights[key] != nil || (e.failures > 0 && !e.needsUser) {
 		return
 	}
 	if e.finalErr != nil && c.clock.Since(e.finalAt) < c.opts.FinalErrorTTL {
