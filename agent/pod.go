@@ -15,9 +15,9 @@ import (
 // a caller and find its role. A *Pod is immutable once built; an update
 // replaces it, so readers never lock it.
 type Pod struct {
-	Namespace      string
-	Name           string
-	UID            types.UID
+	Namespace string
+	Name      string
+	UID       types.UID
 	// ServiceAccount is spec.serviceAccountName; empty only for mirror
 	// (static) pods, which have no role.
 	ServiceAccount string

@@ -16,8 +16,8 @@ import (
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
-	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
+	"github.com/podcreds/podcreds/kube"
 )
 
 func TestGlobMatch(t *testing.T) {
