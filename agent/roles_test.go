@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +44,8 @@ func TestGlobMatch(t *testing.T) {
 		{"", "", true},
 		{"a*b*c", "aXXbYYc", true},
 		{"a*b*c", "aXXbYY", false},
+		// Many stars against a long name stay fast (patterns are user input).
+		{strings.Repeat("*a", 30) + "b", strings.Repeat("a", 2000), false},
 	} {
 		if got := globMatch(tc.pattern, tc.s); got != tc.want {
 			t.Errorf("globMatch(%q, %q) = %v", tc.pattern, tc.s, got)
@@ -216,8 +219,8 @@ func FuzzGlobMatch(f *testing.F) {
 	f.Add("*/*", "a/b/c")
 	f.Add("**", "x/")
 	f.Fuzz(func(t *testing.T, pattern, s string) {
-		if len(pattern) > 64 || strings.Count(pattern, "*") > 6 || len(s) > 256 {
-			return // patterns are short; keep the backtracking bounded
+		if !utf8.ValidString(pattern) {
+			return // the reference regexp needs UTF-8; globMatch works on bytes
 		}
 		parts := strings.Split(pattern, "*")
 		for i, p := range parts {
