@@ -47,7 +47,11 @@
 //
 // Credentials that are expired or within SafetyMargin of expiry are never
 // served: Get then fetches on the request path, and reports the fetch's
-// error if that fails too.
+// error if that fails too. Expiry is judged by the wall clock against
+// Expiration, never by a monotonic reading, which stops while a host or VM
+// is suspended. Refresh timers do run on the monotonic clock, so each entry
+// also keeps its refresh time on the wall clock, and a hit past it starts the
+// refresh at once (after a resume, the first request does).
 //
 // # Concurrency
 //

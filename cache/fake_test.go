@@ -52,6 +52,7 @@ type fetchRecord struct {
 // live for lifetime on clk, and records every call.
 type fakeFetcher struct {
 	clk      *testingclock.FakeClock
+	now      func() time.Time // if set, the time source instead of clk
 	lifetime time.Duration
 	// fail, if set, decides call n's outcome (n from 1): a non-nil error
 	// fails it. Set before the cache is used.
@@ -94,7 +95,7 @@ func (f *fakeFetcher) Fetch(ctx context.Context, key Key, pod PodRef) (*Credenti
 		f.bgCalls.Add(1)
 	}
 	f.mu.Lock()
-	f.records = append(f.records, fetchRecord{n: n, key: key, pod: pod, at: f.clk.Now(), background: bg})
+	f.records = append(f.records, fetchRecord{n: n, key: key, pod: pod, at: f.time(), background: bg})
 	gate, entered := f.gate, f.entered
 	f.mu.Unlock()
 	if entered != nil {
@@ -112,8 +113,15 @@ func (f *fakeFetcher) Fetch(ctx context.Context, key Key, pod PodRef) (*Credenti
 			return nil, err
 		}
 	}
-	now := f.clk.Now()
+	now := f.time()
 	return NewCredentials(fmt.Sprintf("AKID%04d", n), "secret", "token", "123456789012", now, now.Add(f.lifetime)), nil
+}
+
+func (f *fakeFetcher) time() time.Time {
+	if f.now != nil {
+		return f.now()
+	}
+	return f.clk.Now()
 }
 
 // recordedLocked returns the calls so far; for use inside fail, which runs

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"go.uber.org/zap"
@@ -185,6 +186,7 @@ func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time,
 		e.finalErr, e.retryErr = nil, nil
 		d := c.refreshDelayLocked(cr.Expiration.Sub(now))
 		c.scheduleLocked(e, d)
+		e.refreshAt.Store(now.Add(d).UnixNano())
 		log.Debug("credentials stored", zap.Time("expiration", cr.Expiration), zap.Duration("refreshIn", d))
 	case failure.IsRetriable(err):
 		// Keep whatever credentials e has: Get serves them while they
@@ -250,9 +252,27 @@ func (c *Cache) scheduleLocked(e *entry, d time.Duration) {
 	e.timer = c.clock.AfterFunc(d, func() { c.fire(e, gen) })
 }
 
+// refreshOverdue starts e's refresh now: a hit found the wall clock past its
+// refresh time, so the timer (on the monotonic clock, which a suspend stops)
+// is late. Only the first caller to see it does anything.
+func (c *Cache) refreshOverdue(e *entry) {
+	at := e.refreshAt.Load()
+	if at == math.MaxInt64 || !e.refreshAt.CompareAndSwap(at, math.MaxInt64) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.lookup(e.key) != e || c.flights[e.key] != nil {
+		return
+	}
+	c.stopTimerLocked(e)
+	c.fire(e, e.gen)
+}
+
 // stopTimerLocked stops e's timer and invalidates any callback of it that is
 // already running. Cache.mu must be held.
 func (c *Cache) stopTimerLocked(e *entry) {
+	e.refreshAt.Store(math.MaxInt64)
 	e.gen++
 	if e.timer != nil {
 		e.timer.Stop()

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/failure"
 )
@@ -304,4 +307,80 @@ func podNames(recs []fetchRecord) []string {
 		names = append(names, r.pod.Name)
 	}
 	return names
+}
+
+// suspendClock is a fake clock for a host that can be suspended. Its timers
+// and Since run on the monotonic clock (the embedded FakeClock, moved by
+// Step), which stops while suspended, as time.Since does for a time read from
+// time.Now; Now is the wall clock, which Suspend moves on alone. Times given
+// to Since must have been read before any Suspend, as in these tests.
+type suspendClock struct {
+	*testingclock.FakeClock
+	mu    sync.Mutex
+	slept time.Duration
+}
+
+func (c *suspendClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.FakeClock.Now().Add(c.slept)
+}
+
+func (c *suspendClock) Since(t time.Time) time.Duration { return c.FakeClock.Now().Sub(t) }
+
+// Suspend moves the wall clock by d and nothing else, as a host that sleeps.
+func (c *suspendClock) Suspend(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slept += d
+}
+
+// Expiry and refresh were judged on the monotonic clock alone, which does not
+// advance while a host or VM is suspended: after resume the cache served
+// credentials whose Expiration had passed and kept its stale refresh timer.
+func TestExpiryAndRefreshFollowTheWallClockAcrossASuspend(t *testing.T) {
+	newSuspended := func(t *testing.T) (*Cache, *suspendClock, *fakeFetcher) {
+		clk := &suspendClock{FakeClock: testingclock.NewFakeClock(t0)}
+		f := newFakeFetcher(nil)
+		f.now = clk.Now
+		c := New(f, Options{Clock: clk, Logger: zaptest.NewLogger(t), Rand: func() float64 { return 0.5 }})
+		t.Cleanup(c.Close)
+		return c, clk, f
+	}
+	key, pod := testKey(1), testPod(1)
+
+	t.Run("credentials past their wall-clock expiry are never served", func(t *testing.T) {
+		c, clk, f := newSuspended(t)
+		f.fail = func(n int64) error {
+			if n > 1 {
+				return failure.Retriable("Throttling", "STS is down after the resume", 0, nil)
+			}
+			return nil
+		}
+		c.Acquire(key, pod)
+		c.WaitIdle()
+		clk.Suspend(2 * time.Hour) // the one-hour credentials expire while asleep
+		cr, err := c.Get(context.Background(), key, pod)
+		if err == nil {
+			t.Fatalf("served %s, which expired at %v, at %v", cr.AccessKeyID, cr.Expiration, clk.Now())
+		}
+	})
+
+	t.Run("a wall clock past the refresh time refreshes at once", func(t *testing.T) {
+		c, clk, f := newSuspended(t)
+		c.Acquire(key, pod)
+		c.WaitIdle()
+		clk.Suspend(refreshAt + time.Minute) // past the refresh, not yet expired
+		if cr, err := c.Get(context.Background(), key, pod); err != nil || cr.AccessKeyID != "AKID0001" {
+			t.Fatalf("Get = %v, %v; want the held, still valid AKID0001", cr, err)
+		}
+		c.WaitIdle()
+		if n := f.calls.Load(); n != 2 {
+			t.Fatalf("fetches = %d, want 2: the refresh, due by the wall clock, has not run", n)
+		}
+		cr, err := c.Get(context.Background(), key, pod)
+		if err != nil || cr.AccessKeyID != "AKID0002" {
+			t.Fatalf("Get after the refresh = %v, %v; want AKID0002", cr, err)
+		}
+	})
 }

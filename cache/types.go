@@ -50,9 +50,10 @@ type Credentials struct {
 	// stored, so that serving them costs one write, not one JSON encoding.
 	containerBody []byte
 	imdsBody      []byte
-	// expiresAt is Expiration read on the cache's clock when it stored the
-	// credentials: under the real clock it carries a monotonic reading, so
-	// the hot path needs one clock read (Since) where Now would take two.
+	// expiresAt is Expiration as clients see it (whole seconds), without a
+	// monotonic reading: expiry is judged by the wall clock, because the
+	// monotonic clock stops while a host or VM is suspended and would keep
+	// credentials "fresh" that AWS already refuses.
 	expiresAt time.Time
 }
 

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"math"
 
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,6 +23,7 @@ func (c *Cache) Acquire(key Key, pod PodRef) {
 	e := c.lookup(key)
 	if e == nil {
 		e = &entry{key: key, users: make(map[types.UID]user)}
+		e.refreshAt.Store(math.MaxInt64) // nothing scheduled yet
 		c.setEntryLocked(key, e)
 		c.log.Debug("entry created", keyFields(key)...)
 	}
