@@ -69,6 +69,9 @@ func TestPresentedTokens(t *testing.T) {
 		{"a forged token is refused", ipX.As4(), resign(t, tokX), http.StatusUnauthorized, ""},
 		{"a hostNetwork caller without a token is refused", nodeIP.As4(), "", http.StatusNotFound, ""},
 		{"a hostNetwork caller with its running pod's token is served", nodeIP.As4(), tokHost, http.StatusOK, "host"},
+		// A node daemon's token that leaked into an ordinary pod must not
+		// buy that pod the daemon's role.
+		{"a hostNetwork pod's token presented from an ordinary pod's address is refused", ipY.As4(), tokHost, http.StatusForbidden, ""},
 		{"a hostNetwork caller with the token of a pod on another node is refused", nodeIP.As4(), tokElsewhere, http.StatusNotFound, ""},
 		{"a hostNetwork caller with a deleted pod's token is refused", nodeIP.As4(), tokGone, http.StatusNotFound, ""},
 	} {
