@@ -116,36 +116,74 @@ func TestEnsureRemovesStaleState(t *testing.T) {
 	})
 }
 
-func TestCleanupRemovesTheRedirectAndKeepsTheLink(t *testing.T) {
+func TestUninstallRemovesEverythingEnsureMade(t *testing.T) {
 	inThrowawayNetNS(t, func() {
 		ctx := context.Background()
+		before, err := nodeState()
+		if err != nil {
+			t.Errorf("%v", err)
+			return
+		}
 		o := testOptions(8169)
 		if _, err := Ensure(ctx, o); err != nil {
 			t.Errorf("Ensure: %v", err)
 			return
 		}
-		if err := Cleanup(ctx, o); err != nil {
-			t.Errorf("Cleanup: %v", err)
+		res, err := Uninstall(ctx, "")
+		if err != nil || !res.Redirect || res.Interface != DefaultInterface {
+			t.Errorf("Uninstall = %+v, %v; want the redirect and %s removed", res, err, DefaultInterface)
 			return
 		}
-		if err := Cleanup(ctx, o); err != nil {
-			t.Errorf("second Cleanup: %v", err)
+		if res, err := Uninstall(ctx, ""); err != nil || res.Redirect || res.Interface != "" {
+			t.Errorf("second Uninstall = %+v, %v; want nothing to do", res, err)
 		}
-		noIMDS := o
-		noIMDS.IMDS = nil
-		checkNode(t, "after Cleanup", noIMDS)
+		if after, err := nodeState(); err != nil || after != before {
+			t.Errorf("after Uninstall the namespace is\n%s\nwant it as before Ensure:\n%s (%v)", after, before, err)
+		}
 
-		// Back on, then an agent without IMDS: the old redirect must go.
+		// An agent without IMDS removes a redirect an earlier run left.
 		if _, err := Ensure(ctx, o); err != nil {
 			t.Errorf("Ensure: %v", err)
 			return
 		}
+		noIMDS := o
+		noIMDS.IMDS = nil
 		if _, err := Ensure(ctx, noIMDS); err != nil {
 			t.Errorf("Ensure without IMDS: %v", err)
 			return
 		}
 		checkNode(t, "after Ensure without IMDS", noIMDS)
+
+		// An interface of that name that podcreds would not make is not ours.
+		if _, err := Uninstall(ctx, ""); err != nil {
+			t.Errorf("Uninstall: %v", err)
+			return
+		}
+		if err := run("ip", "link", "add", DefaultInterface, "type", "bridge"); err != nil {
+			t.Errorf("%v", err)
+			return
+		}
+		if _, err := Uninstall(ctx, ""); err == nil {
+			t.Errorf("Uninstall deleted a bridge named %s, which podcreds never makes", DefaultInterface)
+		}
+		if _, err := netlink.LinkByName(DefaultInterface); err != nil {
+			t.Errorf("the bridge %s is gone: %v", DefaultInterface, err)
+		}
 	})
+}
+
+// nodeState is what an uninstall must restore, read with iproute2 and nft:
+// the interfaces with their kinds and addresses, and the nftables ruleset.
+func nodeState() (string, error) {
+	links, err := exec.Command("ip", "-br", "-d", "addr", "show").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ip addr: %v: %s", err, links)
+	}
+	rules, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nft list ruleset: %v: %s", err, rules)
+	}
+	return string(links) + string(rules), nil
 }
 
 func TestEnsureOnANodeWithoutIPv6(t *testing.T) {

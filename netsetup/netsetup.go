@@ -78,19 +78,49 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-// Cleanup undoes what must not outlive the agent: it removes the IMDS
-// redirect, so pods are not sent to a port nobody serves once the agent is
-// uninstalled. The interface and its addresses stay (the package
-// documentation says why). It is safe to call when nothing was installed.
-func Cleanup(ctx context.Context, o Options) error {
+// Uninstalled says what Uninstall removed.
+type Uninstalled struct {
+	// Redirect is true when the IMDS redirect's table was there.
+	Redirect bool
+	// Interface is the interface removed, or empty when there was none.
+	Interface string
+}
+
+// Uninstall gives the node back what Ensure took: it deletes podcreds'
+// nftables table (the IMDS redirect) and the interface carrying the agent's
+// addresses. The agent never does this itself: the redirect must outlive it,
+// or pods would reach the node's real IMDS whenever it restarts or crashes.
+// Only an operator's uninstall step (podcreds uninstall-node) calls it, once
+// the agent is gone for good. An interface of that name that Ensure would
+// not have made (neither dummy nor ifb) is someone else's and is left alone,
+// with an error. It is idempotent: with nothing installed it does nothing.
+func Uninstall(ctx context.Context, iface string) (*Uninstalled, error) {
+	if iface == "" {
+		iface = DefaultInterface
+	}
+	if err := validIfaceName(iface); err != nil {
+		return nil, fmt.Errorf("uninstall: interface: %w", err)
+	}
+	res := &Uninstalled{}
+	installed, err := imdsInstalled()
+	if err != nil {
+		return res, fmt.Errorf("uninstall: nftables: %w", err)
+	}
+	if installed {
+		if err := removeIMDS(); err != nil {
+			return res, fmt.Errorf("uninstall: %w", err)
+		}
+		res.Redirect = true
+	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return res, err
 	}
-	if o.IMDS == nil {
-		return nil
+	removed, err := removeLink(iface)
+	if err != nil {
+		return res, fmt.Errorf("uninstall: %w", err)
 	}
-	if err := removeIMDS(); err != nil {
-		return fmt.Errorf("link cleanup: %w", err)
+	if removed {
+		res.Interface = iface
 	}
-	return nil
+	return res, nil
 }

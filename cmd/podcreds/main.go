@@ -26,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
+	{"uninstall-node", "remove what the agent's -link-setup left on this node (run after the agent is gone)", uninstallNodeMain},
 }
 
 func usage() string {
