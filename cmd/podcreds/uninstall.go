@@ -26,6 +26,7 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	fs := flag.NewFlagSet("podcreds uninstall-node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	iface := fs.String("link-interface", netsetup.DefaultInterface, "the interface the agent's -link-setup created")
+	hold := fs.Bool("hold", false, "after removing, wait for SIGTERM instead of exiting (to run as a DaemonSet's container: deploy/uninstall/)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: podcreds uninstall-node [flags]\n\n"+
 			"Removes the IMDS redirect (nftables table ip "+netsetup.TableName+") and the interface carrying the\n"+
@@ -62,6 +63,9 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	if err != nil {
 		fmt.Fprintf(stderr, "podcreds uninstall-node: %v\n", err)
 		return 1
+	}
+	if *hold {
+		<-signalContext().Done()
 	}
 	return 0
 }

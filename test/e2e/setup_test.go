@@ -57,7 +57,7 @@ type state struct {
 	// ruleset before the agent first ran (nodeState).
 	beforeInstall string
 	podA, podB    *pod
-	compat     *compatTable
+	compat        *compatTable
 }
 
 // setUp brings up the node: network, control plane and MinIO, the agent's
