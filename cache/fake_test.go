@@ -124,11 +124,8 @@ func (f *fakeFetcher) time() time.Time {
 	return f.clk.Now()
 }
 
-// recordedLocked returns the calls so far; for use inside fail, which runs
-// after the call was recorded. It takes the lock itself.
-func (f *fakeFetcher) recordedLocked() []fetchRecord { return f.recorded() }
-
-// recorded returns a copy of the calls so far.
+// recorded returns a copy of the calls so far. fail may call it: a call is
+// recorded before fail decides its outcome.
 func (f *fakeFetcher) recorded() []fetchRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()

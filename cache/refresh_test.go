@@ -221,10 +221,9 @@ func TestGonePodOfOneUserDoesNotFailItsSiblings(t *testing.T) {
 
 	t.Run("a refresh bound to a gone pod retries at once as another user", func(t *testing.T) {
 		gone := testPod(3) // the newest user, the one a refresh binds to
-		var h *harness
-		h = newHarness(t, Options{}, func(f *fakeFetcher) {
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
 			f.fail = func(n int64) error {
-				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
 					return goneErr(gone)
 				}
 				return nil
@@ -259,7 +258,7 @@ func TestGonePodOfOneUserDoesNotFailItsSiblings(t *testing.T) {
 				if n == 1 { // leave the entry empty, with nothing scheduled
 					return failure.Final(http.StatusForbidden, "AccessDenied", "not yet", nil)
 				}
-				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
 					return goneErr(gone)
 				}
 				return nil
@@ -284,7 +283,7 @@ func TestGonePodOfOneUserDoesNotFailItsSiblings(t *testing.T) {
 		gone := testPod(1)
 		h := newHarness(t, Options{}, func(f *fakeFetcher) {
 			f.fail = func(n int64) error {
-				if recs := f.recordedLocked(); recs[len(recs)-1].pod == gone {
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
 					return goneErr(gone)
 				}
 				return nil
