@@ -67,8 +67,12 @@
 // covers pods on interfaces no pattern names.
 //
 // IPv6: EC2 also serves IMDS at [fd00:ec2::254] when the instance's metadata
-// options enable it (HttpProtocolIpv6, off by default). The redirect covers
-// IPv4 only, so keep HttpProtocolIpv6 disabled on nodes that run podcreds.
+// options enable it (HttpProtocolIpv6, off by default). The agent's IMDS
+// endpoint is IPv4, so on a network namespace with IPv6 Ensure installs a
+// second table, "ip6 podcreds", that drops pods' packets to that address
+// (same interface patterns, prerouting hook, so the node's own traffic is
+// untouched), in the same netlink transaction as the redirect. It too stays
+// when the agent exits; Uninstall removes both.
 //
 // # Pod interface names
 //

@@ -278,11 +278,21 @@ func checkNode(t *testing.T, when string, o Options) {
 		t.Errorf("%s: list tables: %v", when, err)
 		return
 	}
+	tables6, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
+	if err != nil {
+		t.Errorf("%s: list ip6 tables: %v", when, err)
+		return
+	}
 	if o.IMDS == nil {
-		if len(tables) != 0 {
-			t.Errorf("%s: %d nftables tables, want none", when, len(tables))
+		if len(tables) != 0 || len(tables6) != 0 {
+			t.Errorf("%s: %d ip and %d ip6 nftables tables, want none", when, len(tables), len(tables6))
 		}
 		return
+	}
+	if IPv6Enabled() {
+		checkIPv6Refusal(t, when, o, tables6)
+	} else if len(tables6) != 0 {
+		t.Errorf("%s: %d ip6 tables on a namespace without IPv6, want none", when, len(tables6))
 	}
 	if len(tables) != 1 || tables[0].Name != TableName {
 		t.Errorf("%s: tables %v, want exactly ip %s", when, tables, TableName)
@@ -346,4 +356,30 @@ func sameSet(a, b []netip.Prefix) bool {
 		}
 	}
 	return true
+}
+
+// checkIPv6Refusal asserts, with nft, that table ip6 podcreds drops pods'
+// packets to fd00:ec2::254 with one rule and a jump per pattern.
+func checkIPv6Refusal(t *testing.T, when string, o Options, tables6 []*nftables.Table) {
+	t.Helper()
+	if len(tables6) != 1 || tables6[0].Name != TableName {
+		t.Errorf("%s: ip6 tables %v, want exactly ip6 %s", when, tables6, TableName)
+		return
+	}
+	out, err := exec.Command("nft", "list", "table", "ip6", TableName).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s: nft list table ip6: %v\n%s", when, err, out)
+		return
+	}
+	listing := string(out)
+	want := []string{"type filter hook prerouting priority", "ip6 daddr fd00:ec2::254 drop"}
+	for _, p := range o.IMDS.PodInterfaces {
+		pat, _ := parsePattern(p)
+		want = append(want, fmt.Sprintf(`iifname "%s" jump %s`, pat, IMDSv6Chain))
+	}
+	for _, w := range want {
+		if n := strings.Count(listing, w); n != 1 {
+			t.Errorf("%s: %q appears %d times in table ip6 %s, want once:\n%s", when, w, n, TableName, listing)
+		}
+	}
 }

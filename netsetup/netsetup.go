@@ -18,7 +18,8 @@ type Result struct {
 	// Addresses are the interface's addresses now; Added and Removed what
 	// changed to get there.
 	Addresses, Added, Removed []netip.Prefix
-	// IMDSRules are the redirect's rules in nft syntax; empty without IMDS.
+	// IMDSRules are the redirect's rules in nft syntax (and, prefixed "ip6",
+	// the IPv6 refusal's); empty without IMDS.
 	IMDSRules []string
 }
 
@@ -33,12 +34,13 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("link setup: %w", err)
 	}
-	var rules []rule
+	var rules, rules6 []rule
 	if o.IMDS != nil {
 		var err error
 		if rules, err = imdsRules(*o.IMDS); err != nil {
 			return nil, fmt.Errorf("link setup: %w", err)
 		}
+		rules6 = imdsV6Rules(*o.IMDS)
 	}
 	h, err := netlink.NewHandle()
 	if err != nil {
@@ -69,26 +71,32 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 		}
 		return res, nil
 	}
-	if err := installIMDS(rules); err != nil {
+	ipv6 := IPv6Enabled()
+	if err := installIMDS(rules, rules6, ipv6); err != nil {
 		return res, fmt.Errorf("link setup: %w", err)
 	}
 	for _, r := range rules {
 		res.IMDSRules = append(res.IMDSRules, r.chain+": "+r.text)
+	}
+	if ipv6 {
+		for _, r := range rules6 {
+			res.IMDSRules = append(res.IMDSRules, "ip6 "+r.chain+": "+r.text)
+		}
 	}
 	return res, nil
 }
 
 // Uninstalled says what Uninstall removed.
 type Uninstalled struct {
-	// Redirect is true when the IMDS redirect's table was there.
+	// Redirect is true when the IMDS redirect's tables (ip, ip6) were there.
 	Redirect bool
 	// Interface is the interface removed, or empty when there was none.
 	Interface string
 }
 
 // Uninstall gives the node back what Ensure took: it deletes podcreds'
-// nftables table (the IMDS redirect) and the interface carrying the agent's
-// addresses. The agent never does this itself: the redirect must outlive it,
+// nftables tables (the IMDS redirect, and the IPv6 IMDS refusal) and the
+// interface carrying the agent's addresses. The agent never does this itself: the redirect must outlive it,
 // or pods would reach the node's real IMDS whenever it restarts or crashes.
 // Only an operator's uninstall step (podcreds uninstall-node) calls it, once
 // the agent is gone for good. An interface of that name that Ensure would

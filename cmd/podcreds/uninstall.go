@@ -29,7 +29,7 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	hold := fs.Bool("hold", false, "after removing, wait for SIGTERM instead of exiting (to run as a DaemonSet's container: deploy/uninstall/)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: podcreds uninstall-node [flags]\n\n"+
-			"Removes the IMDS redirect (nftables table ip "+netsetup.TableName+") and the interface carrying the\n"+
+			"Removes the IMDS redirect (nftables tables ip and ip6 "+netsetup.TableName+") and the interface carrying the\n"+
 			"agent's addresses, which the agent leaves in place when it exits so that pods never\n"+
 			"reach the node's real IMDS while it is down. Run it once the agent is gone for good:\n"+
 			"afterwards pods reach the node's IMDS again. Needs CAP_NET_ADMIN in the node's\n"+
@@ -51,7 +51,7 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	res, err := uninstall(ctx, *iface)
 	if res != nil {
 		if res.Redirect {
-			fmt.Fprintf(stdout, "removed the IMDS redirect (nftables table ip %s)\n", netsetup.TableName)
+			fmt.Fprintf(stdout, "removed the IMDS redirect (nftables tables ip and ip6 %s)\n", netsetup.TableName)
 		}
 		if res.Interface != "" {
 			fmt.Fprintf(stdout, "removed interface %s\n", res.Interface)

@@ -177,8 +177,44 @@ except OSError as e:
 	if err != nil || strings.TrimSpace(out) != "refused" {
 		t.Errorf("a pod's request to 169.254.169.254 with no agent running: %q (%v %s), want refused", out, err, stderr)
 	}
+	podsNeverReachTheIPv6IMDS(t, ctx)
 	if n := suite.podRequestsToRealIMDS(); n != 0 {
 		t.Errorf("the node's IMDS stand-in has answered %d requests from pods, want 0", n)
+	}
+}
+
+// podsNeverReachTheIPv6IMDS checks, on a node with IPv6, that a pod's
+// request to EC2's IPv6 IMDS address gets no answer: the agent's IMDS is
+// IPv4, so pods' packets to [fd00:ec2::254] are dropped, with or without it.
+func podsNeverReachTheIPv6IMDS(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if !suite.podA.ip6.IsValid() {
+		return // the node has no IPv6: nothing to reach it over
+	}
+	out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c", `
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://[fd00:ec2::254]/latest/meta-data/", timeout=2).read().decode(), end="")
+except OSError as e:
+    print("no answer" if "timed out" in str(e) else repr(e))`)
+	if err != nil || strings.TrimSpace(out) != "no answer" {
+		t.Errorf("a pod's request to [fd00:ec2::254]: %q (%v %s), want no answer", out, err, stderr)
+	}
+}
+
+func TestPodsNeverReachTheNodesIPv6IMDS(t *testing.T) {
+	if !netsetup.IPv6Enabled() {
+		t.Skip("the node namespace has IPv6 off: EC2's IPv6 IMDS cannot be reached")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	podsNeverReachTheIPv6IMDS(t, ctx)
+	if n := suite.podRequestsToRealIMDS(); n != 0 {
+		t.Errorf("the node's IMDS stand-in has answered %d requests from pods, want 0", n)
+	}
+	// The node itself still reaches it: the refusal is for pods only.
+	if code, body, err := get("http://[fd00:ec2::254]/latest/meta-data/"); err != nil || code != 200 || body != realIMDSBody {
+		t.Errorf("the node's own request to [fd00:ec2::254] got %d %q (%v), want its IMDS", code, body, err)
 	}
 }
 
@@ -208,5 +244,14 @@ func TestAgentExitKeepsPodsFromTheNodesIMDSUntilUninstall(t *testing.T) {
 		`import urllib.request; print(urllib.request.urlopen("http://169.254.169.254/latest/meta-data/", timeout=3).read().decode(), end="")`)
 	if err != nil || got != realIMDSBody {
 		t.Fatalf("a pod's request to 169.254.169.254 after uninstall-node got %q (%v %s), want the node's IMDS", got, err, stderr)
+	}
+	// And over IPv6, which also shows that the pods' IPv6 path works, so
+	// the "no answer" before was the refusal and not a broken route.
+	if suite.podA.ip6.IsValid() {
+		got, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c",
+			`import urllib.request; print(urllib.request.urlopen("http://[fd00:ec2::254]/latest/meta-data/", timeout=3).read().decode(), end="")`)
+		if err != nil || got != realIMDSBody {
+			t.Fatalf("a pod's request to [fd00:ec2::254] after uninstall-node got %q (%v %s), want the node's IMDS", got, err, stderr)
+		}
 	}
 }

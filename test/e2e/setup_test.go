@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/netsetup"
 )
 
 const (
@@ -124,7 +125,14 @@ func setUp() (*state, error) {
 func (s *state) podRequestsToRealIMDS() int {
 	s.realIMDSMu.Lock()
 	defer s.realIMDSMu.Unlock()
-	return s.realIMDSFrom[s.podA.ip] + s.realIMDSFrom[s.podB.ip]
+	n := 0
+	for _, p := range []*pod{s.podA, s.podB} {
+		n += s.realIMDSFrom[p.ip]
+		if p.ip6.IsValid() {
+			n += s.realIMDSFrom[p.ip6]
+		}
+	}
+	return n
 }
 
 // nodeState is what an uninstall must restore, read with iproute2 and nft:
@@ -248,6 +256,13 @@ func (s *state) serveRealIMDS() (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var l6 net.Listener
+	if netsetup.IPv6Enabled() {
+		if l6, err = net.Listen("tcp", net.JoinHostPort(realIMDSv6.String(), "80")); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	s.realIMDSFrom = map[netip.Addr]int{}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -261,6 +276,9 @@ func (s *state) serveRealIMDS() (*http.Server, error) {
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() { _ = srv.Serve(l) }()
+	if l6 != nil {
+		go func() { _ = srv.Serve(l6) }()
+	}
 	return srv, nil
 }
 
