@@ -93,7 +93,7 @@ func (a *Agent) identifyContainer(r *http.Request) (*Pod, error) {
 		}
 		return a.index.Lookup(r.Context(), ip)
 	}
-	return a.identifyWithToken(r.Context(), ip, token)
+	return a.identifyWithToken(r.Context(), ip, localIP(r), token)
 }
 
 // resolve returns the credentials key of pod's ServiceAccount. If it is not

@@ -16,9 +16,11 @@ import (
 // a caller and find its role. A *Pod is immutable once built; an update
 // replaces it, so readers never lock it.
 type Pod struct {
-	Namespace      string
-	Name           string
-	UID            types.UID
+	Namespace string
+	Name      string
+	UID       types.UID
+	// ServiceAccount is spec.serviceAccountName; empty only for mirror
+	// (static) pods, which have no role.
 	ServiceAccount string
 	// IPs are every address in status.podIPs (status.podIP included).
 	IPs         []netip.Addr
@@ -76,9 +78,9 @@ func podFromObject(o *kube.Pod) *Pod {
 		RoleARN:        strings.TrimSpace(o.Annotations[roles.PodRoleAnnotation]),
 		TargetRoleARN:  strings.TrimSpace(o.Annotations[roles.TargetRoleAnnotation]),
 	}
-	if p.ServiceAccount == "" {
-		p.ServiceAccount = "default"
-	}
+	// An empty ServiceAccount stays empty: the API server sets "default"
+	// on every pod but mirror (static) pods, which may use none (Resolve
+	// refuses them).
 	add := func(s string) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

@@ -195,6 +195,27 @@ func (idx *PodIndex) unindexLocked(p *Pod) {
 	}
 }
 
+// Holds reports whether any pod on this node, in any state, has address ip:
+// such an address is a pod's, never the node's own.
+func (idx *PodIndex) Holds(ip netip.Addr) bool {
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	if len(idx.byIP[ip]) > 0 {
+		return true
+	}
+	for _, p := range idx.byUID {
+		if p.HostNetwork {
+			continue
+		}
+		for _, have := range p.IPs {
+			if have == ip {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // indexed answers from the index alone; found is false when no identifiable
 // pod has ip. It waits for nothing, and on a waiter miss returns the channel
 // that closes when a pod with ip is indexed.

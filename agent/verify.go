@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -37,6 +38,8 @@ var (
 	errTokenMissing  = failure.Final(http.StatusUnauthorized, "TokenRequired", "this agent requires the pod's ServiceAccount token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)", nil)
 	errTokenOtherPod = failure.Final(http.StatusForbidden, "TokenPodMismatch", "the presented token belongs to another pod than the one at this address", nil)
 	errHostNetwork   = failure.Final(http.StatusForbidden, "HostNetworkPodNotServed", "the token names a hostNetwork pod that is not running on this node", nil)
+	errHostNetworkIP = failure.Final(http.StatusForbidden, "HostNetworkTokenFromPodAddress",
+		"the token names a hostNetwork pod, which is served only from the node's own addresses; present it from the node's network namespace", nil)
 )
 
 // presentedToken returns the token a client sent: SDKs put the token file's
@@ -52,8 +55,11 @@ func presentedToken(r *http.Request) string {
 // identifyWithToken identifies a caller that presented a token: the token
 // must verify, and name either the pod found at the source address or a
 // running hostNetwork pod on this node. hostNetwork pods share the node's
-// addresses, so for them the token is the only evidence of who is calling.
-func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token string) (*Pod, error) {
+// addresses, so for them the token is the main evidence of who is calling;
+// it is still taken only from an address of the node itself (nodeAddress),
+// so a hostNetwork pod's token that leaked into an ordinary pod is worth
+// nothing there. local is the address the request arrived on.
+func (a *Agent) identifyWithToken(ctx context.Context, ip, local netip.Addr, token string) (*Pod, error) {
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
@@ -64,6 +70,9 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
 		if p.Deleting || p.Phase != kube.PodRunning {
 			return nil, errHostNetwork
+		}
+		if !a.nodeAddress(ip, local, p) {
+			return nil, errHostNetworkIP
 		}
 		return p, nil
 	}
@@ -76,4 +85,35 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 			fmt.Sprintf("the presented token belongs to pod %s/%s, not to %s at this address", claims.Namespace, claims.Pod.Name, p), nil)
 	}
 	return p, nil
+}
+
+// nodeAddress reports whether a request from ip, arriving on local, comes
+// from the node's own network namespace, where hostNetwork pod p runs: ip is
+// not an address the index holds for any pod, and it is loopback, one of p's
+// addresses (a hostNetwork pod's status.podIPs are the node's host IPs), or
+// the address the request arrived on (a node process dialling a link-local
+// listener gets that address as its source).
+func (a *Agent) nodeAddress(ip, local netip.Addr, p *Pod) bool {
+	if a.index.Holds(ip) {
+		return false
+	}
+	if ip.IsLoopback() || (local.IsValid() && ip == local) {
+		return true
+	}
+	for _, own := range p.IPs {
+		if ip == own {
+			return true
+		}
+	}
+	return false
+}
+
+// localIP is the address a request arrived on, if net/http recorded it.
+func localIP(r *http.Request) netip.Addr {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ip, ok := remoteIP(la.String()); ok {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }

@@ -67,6 +67,11 @@ type entry struct {
 	// creds is the newest successfully fetched credentials, or nil. It may
 	// hold credentials that are no longer servable; Get checks.
 	creds atomic.Pointer[Credentials]
+	// refreshAt is when (wall clock, Unix nanoseconds) the scheduled
+	// refresh is due, or math.MaxInt64 if none is. Read without the lock
+	// by Get: the refresh timer runs on the monotonic clock, which stops
+	// during a suspend, so a hit past refreshAt starts the refresh itself.
+	refreshAt atomic.Int64
 
 	users   map[types.UID]user
 	userSeq uint64
@@ -86,6 +91,10 @@ type entry struct {
 	// clients' retry loops.
 	retryErr error
 	retryAt  time.Time
+	// needsUser is set when the last fetch failed because every user it
+	// could act for was gone (ErrPodGone): the next pod to arrive fetches at
+	// once instead of waiting out the backoff.
+	needsUser bool
 }
 
 // user is one pod using an entry; seq orders acquisitions.
@@ -163,18 +172,26 @@ func (c *Cache) setEntryLocked(key Key, e *entry) {
 // The returned credentials are shared and must not be modified.
 func (c *Cache) Get(ctx context.Context, key Key, pod PodRef) (*Credentials, error) {
 	if e := c.lookup(key); e != nil {
-		if cr := e.creds.Load(); cr != nil && c.serve(cr) {
-			c.hits.Inc()
-			return cr, nil
+		if cr := e.creds.Load(); cr != nil {
+			now := c.clock.Now()
+			if c.serve(cr, now) {
+				if now.UnixNano() >= e.refreshAt.Load() {
+					c.refreshOverdue(e)
+				}
+				c.hits.Inc()
+				return cr, nil
+			}
 		}
 	}
 	return c.slowGet(ctx, key, pod)
 }
 
-// serve reports whether the stored credentials cr may be served now, and if
-// so records their remaining lifetime.
-func (c *Cache) serve(cr *Credentials) bool {
-	left := -c.clock.Since(cr.expiresAt)
+// serve reports whether the stored credentials cr may be served at now, and
+// if so records their remaining lifetime. now is a wall-clock reading and
+// expiresAt has no monotonic one, so the comparison is by wall clock: after
+// a suspend, credentials whose Expiration has passed are never served.
+func (c *Cache) serve(cr *Credentials, now time.Time) bool {
+	left := cr.expiresAt.Sub(now)
 	if left <= c.opts.SafetyMargin {
 		return false
 	}
@@ -190,7 +207,7 @@ func (c *Cache) serve(cr *Credentials) bool {
 func (c *Cache) slowGet(ctx context.Context, key Key, pod PodRef) (*Credentials, error) {
 	c.mu.Lock()
 	if e := c.lookup(key); e != nil {
-		if cr := e.creds.Load(); cr != nil && c.serve(cr) {
+		if cr := e.creds.Load(); cr != nil && c.serve(cr, c.clock.Now()) {
 			c.mu.Unlock()
 			c.hits.Inc()
 			return cr, nil
@@ -243,7 +260,7 @@ func (c *Cache) slowGet(ctx context.Context, key Key, pod PodRef) (*Credentials,
 		}
 		// Fresh credentials have far more than SafetyMargin left; this
 		// only fails if the clock jumped while we waited.
-		if !c.serve(f.creds) {
+		if !c.serve(f.creds, c.clock.Now()) {
 			return nil, errTooShort
 		}
 		return f.creds, nil

@@ -38,9 +38,20 @@
 // error for FinalErrorTTL and then tries again. The entry itself stays until
 // its last user is released.
 //
+// A failure caused by the pod a fetch was bound to (ErrPodGone: deleted, or
+// replaced under its name) is no failure of the key: that pod is dropped from
+// the users and the fetch is tried again at once as the newest remaining
+// user, in the same flight, so one dead pod never costs its siblings their
+// credentials. With nobody left to act for it is retried like a retriable
+// failure, and the next pod to arrive fetches at once.
+//
 // Credentials that are expired or within SafetyMargin of expiry are never
 // served: Get then fetches on the request path, and reports the fetch's
-// error if that fails too.
+// error if that fails too. Expiry is judged by the wall clock against
+// Expiration, never by a monotonic reading, which stops while a host or VM
+// is suspended. Refresh timers do run on the monotonic clock, so each entry
+// also keeps its refresh time on the wall clock, and a hit past it starts the
+// refresh at once (after a resume, the first request does).
 //
 // # Concurrency
 //

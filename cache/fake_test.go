@@ -52,6 +52,7 @@ type fetchRecord struct {
 // live for lifetime on clk, and records every call.
 type fakeFetcher struct {
 	clk      *testingclock.FakeClock
+	now      func() time.Time // if set, the time source instead of clk
 	lifetime time.Duration
 	// fail, if set, decides call n's outcome (n from 1): a non-nil error
 	// fails it. Set before the cache is used.
@@ -94,7 +95,7 @@ func (f *fakeFetcher) Fetch(ctx context.Context, key Key, pod PodRef) (*Credenti
 		f.bgCalls.Add(1)
 	}
 	f.mu.Lock()
-	f.records = append(f.records, fetchRecord{n: n, key: key, pod: pod, at: f.clk.Now(), background: bg})
+	f.records = append(f.records, fetchRecord{n: n, key: key, pod: pod, at: f.time(), background: bg})
 	gate, entered := f.gate, f.entered
 	f.mu.Unlock()
 	if entered != nil {
@@ -112,11 +113,19 @@ func (f *fakeFetcher) Fetch(ctx context.Context, key Key, pod PodRef) (*Credenti
 			return nil, err
 		}
 	}
-	now := f.clk.Now()
+	now := f.time()
 	return NewCredentials(fmt.Sprintf("AKID%04d", n), "secret", "token", "123456789012", now, now.Add(f.lifetime)), nil
 }
 
-// recorded returns a copy of the calls so far.
+func (f *fakeFetcher) time() time.Time {
+	if f.now != nil {
+		return f.now()
+	}
+	return f.clk.Now()
+}
+
+// recorded returns a copy of the calls so far. fail may call it: a call is
+// recorded before fail decides its outcome.
 func (f *fakeFetcher) recorded() []fetchRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()

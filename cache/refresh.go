@@ -3,9 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podcreds/podcreds/failure"
 )
@@ -71,7 +73,7 @@ func (c *Cache) refresh(e *entry, gen uint64) {
 	defer func() { <-c.refreshSlots }()
 
 	c.mu.Lock()
-	if c.closed || c.lookup(e.key) != e || e.gen != gen || c.flights[e.key] != nil {
+	if c.closed || c.lookup(e.key) != e || e.gen != gen || c.flights[e.key] != nil || len(e.users) == 0 {
 		c.mu.Unlock()
 		return
 	}
@@ -86,6 +88,12 @@ func (c *Cache) refresh(e *entry, gen uint64) {
 
 // fetch runs the shared fetch f for key under its own timeout, cancelled
 // only by Close, and lands the result.
+//
+// A failure caused by the pod the fetch was bound to (ErrPodGone: deleted,
+// informer lag, force delete) says nothing about the key: that pod is dropped
+// from the entry's users and the fetch is tried again at once as another
+// user, within the same flight, so waiters (on the request path too) get the
+// key's real outcome. Each try drops one user, so the loop ends.
 func (c *Cache) fetch(parent context.Context, key Key, pod PodRef, f *call, background bool) {
 	ctx, cancel := context.WithTimeout(parent, c.opts.FetchTimeout)
 	defer cancel()
@@ -93,8 +101,45 @@ func (c *Cache) fetch(parent context.Context, key Key, pod PodRef, f *call, back
 	if background {
 		ctx = context.WithValue(ctx, backgroundKey{}, true)
 	}
-	cr, err := c.fetcher.Fetch(ctx, key, pod)
-	c.land(key, f, cr, err, background)
+	tried := map[types.UID]struct{}{}
+	for {
+		cr, err := c.fetcher.Fetch(ctx, key, pod)
+		if err != nil && errors.Is(err, ErrPodGone) {
+			tried[pod.UID] = struct{}{}
+			if next, ok := c.dropGoneUser(key, pod.UID, tried); ok {
+				c.log.Debug("the pod bound to a fetch is gone; fetching as another user",
+					append(keyFields(key), zap.String("gone", pod.Namespace+"/"+pod.Name), zap.String("next", next.Namespace+"/"+next.Name))...)
+				pod = next
+				continue
+			}
+			// Nobody else to act for: the pods' own deletions will release
+			// the entry. Until then, retry with backoff like any transient
+			// failure instead of condemning the key.
+			err = failure.Retriable("PodGone", "the pod this request was bound to is gone; retry shortly", 0, err)
+		}
+		c.land(key, f, cr, err, background)
+		return
+	}
+}
+
+// dropGoneUser removes the pod with uid from key's users (its deletion will
+// reach the agent, whose Release then finds it gone) and returns the newest
+// remaining user not yet tried, if any.
+func (c *Cache) dropGoneUser(key Key, uid types.UID, tried map[types.UID]struct{}) (PodRef, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.lookup(key)
+	if e == nil || c.closed {
+		return PodRef{}, false
+	}
+	delete(e.users, uid)
+	var best user
+	for id, u := range e.users {
+		if _, done := tried[id]; !done && u.seq > best.seq {
+			best = u
+		}
+	}
+	return best.pod, best.seq > 0
 }
 
 // land ends the fetch f: it checks and renders the credentials, applies the
@@ -133,6 +178,7 @@ func (c *Cache) land(key Key, f *call, cr *Credentials, err error, background bo
 // Cache.mu must be held.
 func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time, background bool) {
 	log := c.log.With(keyFields(e.key)...)
+	e.needsUser = err != nil && errors.Is(err, ErrPodGone)
 	switch {
 	case err == nil:
 		e.creds.Store(cr)
@@ -140,6 +186,7 @@ func (c *Cache) applyLocked(e *entry, cr *Credentials, err error, now time.Time,
 		e.finalErr, e.retryErr = nil, nil
 		d := c.refreshDelayLocked(cr.Expiration.Sub(now))
 		c.scheduleLocked(e, d)
+		e.refreshAt.Store(now.Add(d).UnixNano())
 		log.Debug("credentials stored", zap.Time("expiration", cr.Expiration), zap.Duration("refreshIn", d))
 	case failure.IsRetriable(err):
 		// Keep whatever credentials e has: Get serves them while they
@@ -205,9 +252,27 @@ func (c *Cache) scheduleLocked(e *entry, d time.Duration) {
 	e.timer = c.clock.AfterFunc(d, func() { c.fire(e, gen) })
 }
 
+// refreshOverdue starts e's refresh now: a hit found the wall clock past its
+// refresh time, so the timer (on the monotonic clock, which a suspend stops)
+// is late. Only the first caller to see it does anything.
+func (c *Cache) refreshOverdue(e *entry) {
+	at := e.refreshAt.Load()
+	if at == math.MaxInt64 || !e.refreshAt.CompareAndSwap(at, math.MaxInt64) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.lookup(e.key) != e || c.flights[e.key] != nil {
+		return
+	}
+	c.stopTimerLocked(e)
+	c.fire(e, e.gen)
+}
+
 // stopTimerLocked stops e's timer and invalidates any callback of it that is
 // already running. Cache.mu must be held.
 func (c *Cache) stopTimerLocked(e *entry) {
+	e.refreshAt.Store(math.MaxInt64)
 	e.gen++
 	if e.timer != nil {
 		e.timer.Stop()

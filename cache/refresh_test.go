@@ -3,12 +3,16 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/failure"
 )
@@ -204,4 +208,178 @@ func TestFinalRefreshFailure(t *testing.T) {
 	if w := h.clk.Waiters(); w != 1 {
 		t.Errorf("timers pending after recovery = %d, want 1 (the refresh)", w)
 	}
+}
+
+// A shared entry's fetch is bound to one of its users. When that pod is gone
+// (force delete, informer lag) the TokenRequest fails for that pod alone; it
+// once dropped the credentials of every pod of the ServiceAccount.
+func TestGonePodOfOneUserDoesNotFailItsSiblings(t *testing.T) {
+	goneErr := func(p PodRef) error {
+		return failure.Final(http.StatusNotFound, "PodNotFound", "pod "+p.Name+" no longer exists", fmt.Errorf("%w: not found", ErrPodGone))
+	}
+	key := testKey(1)
+
+	t.Run("a refresh bound to a gone pod retries at once as another user", func(t *testing.T) {
+		gone := testPod(3) // the newest user, the one a refresh binds to
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		for i := 1; i <= 2; i++ {
+			h.c.Acquire(key, testPod(i))
+		}
+		h.c.WaitIdle()
+		h.c.Acquire(key, gone)
+		h.step(refreshAt)
+
+		recs := h.f.recorded()
+		if len(recs) != 3 || recs[1].pod != gone || recs[2].pod != testPod(2) {
+			t.Fatalf("fetches as %v; want the prefetch, the refresh as the gone pod-3, then at once as pod-2", podNames(recs))
+		}
+		if recs[2].at != recs[1].at {
+			t.Errorf("retry as pod-2 at %v, want at once (%v)", recs[2].at, recs[1].at)
+		}
+		if cr := h.get(key, testPod(1)); cr.AccessKeyID != "AKID0003" {
+			t.Errorf("served %s to a sibling, want the credentials fetched as pod-2", cr.AccessKeyID)
+		}
+		if got := testutil.ToFloat64(h.m.RefreshFailures); got != 0 {
+			t.Errorf("refresh failures = %v, want 0: the key did not fail", got)
+		}
+	})
+
+	t.Run("a request-path fetch bound to a gone pod is answered with another user's", func(t *testing.T) {
+		gone := testPod(9)
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if n == 1 { // leave the entry empty, with nothing scheduled
+					return failure.Final(http.StatusForbidden, "AccessDenied", "not yet", nil)
+				}
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		h.c.Acquire(key, testPod(1))
+		h.c.WaitIdle()
+		h.step(DefaultFinalErrorTTL) // the final error is forgotten; nothing is held
+		cr, err := h.c.Get(context.Background(), key, gone)
+		if err != nil {
+			t.Fatalf("Get for the gone pod = %v; want the key's credentials fetched as pod-1", err)
+		}
+		if recs := h.f.recorded(); recs[len(recs)-1].pod != testPod(1) || cr.AccessKeyID == "" {
+			t.Fatalf("fetches as %v, want the last as pod-1", podNames(recs))
+		}
+		if cr := h.get(key, testPod(1)); cr == nil {
+			t.Fatal("sibling not served")
+		}
+	})
+
+	t.Run("a gone pod that was the only user is never recorded as the entry's final error", func(t *testing.T) {
+		gone := testPod(1)
+		h := newHarness(t, Options{}, func(f *fakeFetcher) {
+			f.fail = func(n int64) error {
+				if recs := f.recorded(); recs[len(recs)-1].pod == gone {
+					return goneErr(gone)
+				}
+				return nil
+			}
+		})
+		h.c.Acquire(key, gone)
+		h.c.WaitIdle()
+		// A new pod of the ServiceAccount arrives and asks at once.
+		h.c.Acquire(key, testPod(2))
+		h.c.WaitIdle()
+		if cr := h.get(key, testPod(2)); cr == nil {
+			t.Fatal("the new pod was not served")
+		}
+	})
+}
+
+func podNames(recs []fetchRecord) []string {
+	var names []string
+	for _, r := range recs {
+		names = append(names, r.pod.Name)
+	}
+	return names
+}
+
+// suspendClock is a fake clock for a host that can be suspended. Its timers
+// and Since run on the monotonic clock (the embedded FakeClock, moved by
+// Step), which stops while suspended, as time.Since does for a time read from
+// time.Now; Now is the wall clock, which Suspend moves on alone. Times given
+// to Since must have been read before any Suspend, as in these tests.
+type suspendClock struct {
+	*testingclock.FakeClock
+	mu    sync.Mutex
+	slept time.Duration
+}
+
+func (c *suspendClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.FakeClock.Now().Add(c.slept)
+}
+
+func (c *suspendClock) Since(t time.Time) time.Duration { return c.FakeClock.Now().Sub(t) }
+
+// Suspend moves the wall clock by d and nothing else, as a host that sleeps.
+func (c *suspendClock) Suspend(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slept += d
+}
+
+// Expiry and refresh were judged on the monotonic clock alone, which does not
+// advance while a host or VM is suspended: after resume the cache served
+// credentials whose Expiration had passed and kept its stale refresh timer.
+func TestExpiryAndRefreshFollowTheWallClockAcrossASuspend(t *testing.T) {
+	newSuspended := func(t *testing.T) (*Cache, *suspendClock, *fakeFetcher) {
+		clk := &suspendClock{FakeClock: testingclock.NewFakeClock(t0)}
+		f := newFakeFetcher(nil)
+		f.now = clk.Now
+		c := New(f, Options{Clock: clk, Logger: zaptest.NewLogger(t), Rand: func() float64 { return 0.5 }})
+		t.Cleanup(c.Close)
+		return c, clk, f
+	}
+	key, pod := testKey(1), testPod(1)
+
+	t.Run("credentials past their wall-clock expiry are never served", func(t *testing.T) {
+		c, clk, f := newSuspended(t)
+		f.fail = func(n int64) error {
+			if n > 1 {
+				return failure.Retriable("Throttling", "STS is down after the resume", 0, nil)
+			}
+			return nil
+		}
+		c.Acquire(key, pod)
+		c.WaitIdle()
+		clk.Suspend(2 * time.Hour) // the one-hour credentials expire while asleep
+		cr, err := c.Get(context.Background(), key, pod)
+		if err == nil {
+			t.Fatalf("served %s, which expired at %v, at %v", cr.AccessKeyID, cr.Expiration, clk.Now())
+		}
+	})
+
+	t.Run("a wall clock past the refresh time refreshes at once", func(t *testing.T) {
+		c, clk, f := newSuspended(t)
+		c.Acquire(key, pod)
+		c.WaitIdle()
+		clk.Suspend(refreshAt + time.Minute) // past the refresh, not yet expired
+		if cr, err := c.Get(context.Background(), key, pod); err != nil || cr.AccessKeyID != "AKID0001" {
+			t.Fatalf("Get = %v, %v; want the held, still valid AKID0001", cr, err)
+		}
+		c.WaitIdle()
+		if n := f.calls.Load(); n != 2 {
+			t.Fatalf("fetches = %d, want 2: the refresh, due by the wall clock, has not run", n)
+		}
+		cr, err := c.Get(context.Background(), key, pod)
+		if err != nil || cr.AccessKeyID != "AKID0002" {
+			t.Fatalf("Get after the refresh = %v, %v; want AKID0002", cr, err)
+		}
+	})
 }

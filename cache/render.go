@@ -94,7 +94,7 @@ func readyToStore(c *Credentials, now time.Time) *Credentials {
 	// Clients see Expiration in whole seconds, truncated: judge servability
 	// by that same instant, or credentials could be served that the body
 	// itself says have expired.
-	cp.Expiration = c.Expiration.Truncate(time.Second)
-	cp.expiresAt = now.Add(cp.Expiration.Sub(now))
+	cp.Expiration = c.Expiration.Truncate(time.Second) // also drops any monotonic reading
+	cp.expiresAt = cp.Expiration
 	return &cp
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -76,9 +77,10 @@ type Credentials struct {
 	// stored, so that serving them costs one write, not one JSON encoding.
 	containerBody []byte
 	imdsBody      []byte
-	// expiresAt is Expiration read on the cache's clock when it stored the
-	// credentials: under the real clock it carries a monotonic reading, so
-	// the hot path needs one clock read (Since) where Now would take two.
+	// expiresAt is Expiration as clients see it (whole seconds), without a
+	// monotonic reading: expiry is judged by the wall clock, because the
+	// monotonic clock stops while a host or VM is suspended and would keep
+	// credentials "fresh" that AWS already refuses.
 	expiresAt time.Time
 }
 
@@ -89,6 +91,13 @@ func (c *Credentials) ContainerBody() []byte { return c.containerBody }
 // IMDSBody returns the IMDS security-credentials/<role> response body. The
 // caller must not modify it.
 func (c *Credentials) IMDSBody() []byte { return c.imdsBody }
+
+// ErrPodGone marks a fetch error caused by the pod the fetch acted for, not
+// by the key: the pod no longer exists, or another pod took its name, so no
+// token can be bound to it. A Fetcher wraps such errors so that errors.Is
+// finds ErrPodGone. The cache then drops that pod from the entry's users and
+// fetches again at once as another user; the error is never the entry's.
+var ErrPodGone = errors.New("the pod the fetch was bound to is gone")
 
 // Fetcher obtains fresh credentials for a key, using pod's identity (its
 // bound ServiceAccount token). Errors should be *failure.Error values, so the

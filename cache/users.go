@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"math"
 
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,13 +23,14 @@ func (c *Cache) Acquire(key Key, pod PodRef) {
 	e := c.lookup(key)
 	if e == nil {
 		e = &entry{key: key, users: make(map[types.UID]user)}
+		e.refreshAt.Store(math.MaxInt64) // nothing scheduled yet
 		c.setEntryLocked(key, e)
 		c.log.Debug("entry created", keyFields(key)...)
 	}
 	e.userSeq++
 	e.users[pod.UID] = user{pod: pod, seq: e.userSeq}
 
-	if e.creds.Load() != nil || c.flights[key] != nil || e.failures > 0 {
+	if e.creds.Load() != nil || c.flights[key] != nil || (e.failures > 0 && !e.needsUser) {
 		return
 	}
 	if e.finalErr != nil && c.clock.Since(e.finalAt) < c.opts.FinalErrorTTL {

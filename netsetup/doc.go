@@ -20,13 +20,13 @@
 // name that is neither dummy nor ifb belongs to someone else: Ensure refuses
 // to touch it.
 //
-// Cleanup leaves the interface and its addresses in place, on purpose. While
-// the agent restarts, a pod's request to 169.254.170.23 is then refused at
-// once by the node's own kernel (the SDK retries and succeeds when the new
-// agent is up a moment later). Without the addresses it would follow the
-// pod's default route off the node, carrying the pod's projected token in its
-// Authorization header. Remove the interface by hand (ip link del podcreds0)
-// when uninstalling.
+// The agent leaves the interface and its addresses in place when it exits, on
+// purpose. While the agent restarts, a pod's request to 169.254.170.23 is then
+// refused at once by the node's own kernel (the SDK retries and succeeds when
+// the new agent is up a moment later). Without the addresses it would follow
+// the pod's default route off the node, carrying the pod's projected token in
+// its Authorization header. Uninstall (podcreds uninstall-node) removes the
+// interface, once the agent is gone for good.
 //
 // # IMDS
 //
@@ -56,13 +56,23 @@
 // hook, and this chain's priority runs it just before iptables' nat
 // PREROUTING. List it with `nft list table ip podcreds`.
 //
-// Cleanup deletes the table when the agent exits, so uninstalling the agent
-// gives pods back the path to the real IMDS. The flip side: while the agent
-// restarts, pods' IMDS requests reach the real IMDS, which serves the node's
-// instance role. Block that independently of the agent, as clusters should
-// anyway: require IMDSv2 with a hop limit of 1 (a token PUT from a pod's
-// network namespace then never gets its answer back), or drop pod traffic to
-// 169.254.169.254 in the node's firewall below this table's priority.
+// The table stays when the agent exits, stops or crashes: pods' IMDS requests
+// are then redirected to a port nobody serves on the node's own address, and
+// the kernel refuses them at once. No pod reaches the node's real IMDS (and
+// with it the node's instance role) because the agent is absent; SDKs that
+// fall through from a refused container endpoint to IMDS meet the same
+// refusal. Only Uninstall (podcreds uninstall-node, an explicit operator step)
+// deletes the table and gives pods back the path to the real IMDS. Keep the
+// instances at IMDSv2-required with a hop limit of 1 all the same: it also
+// covers pods on interfaces no pattern names.
+//
+// IPv6: EC2 also serves IMDS at [fd00:ec2::254] when the instance's metadata
+// options enable it (HttpProtocolIpv6, off by default). The agent's IMDS
+// endpoint is IPv4, so on a network namespace with IPv6 Ensure installs a
+// second table, "ip6 podcreds", that drops pods' packets to that address
+// (same interface patterns, prerouting hook, so the node's own traffic is
+// untouched), in the same netlink transaction as the redirect. It too stays
+// when the agent exits; Uninstall removes both.
 //
 // # Pod interface names
 //

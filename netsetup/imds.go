@@ -3,6 +3,7 @@ package netsetup
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -17,7 +18,14 @@ const (
 	TableName       = "podcreds"
 	PreroutingChain = "prerouting"
 	IMDSChain       = "imds"
+	// IMDSv6Chain, in the table "ip6 podcreds", drops pods' traffic to
+	// EC2's IPv6 IMDS address (the agent's IMDS endpoint is IPv4 only).
+	IMDSv6Chain = "refuse-imds6"
 )
+
+// IMDSAddrV6 is EC2's IPv6 instance metadata address, served where the
+// instance's metadata options enable it (HttpProtocolIpv6).
+var IMDSAddrV6 = netip.MustParseAddr("fd00:ec2::254")
 
 // chainPriority runs the redirect just before iptables' nat PREROUTING
 // (dstnat, -100): the first DNAT of a connection is the one that applies, so
@@ -73,6 +81,40 @@ func imdsRules(o IMDSOptions) ([]rule, error) {
 	return rules, nil
 }
 
+// imdsV6Rules renders the IPv6 refusal: per pod interface pattern one jump
+// from the prerouting hook of table ip6 podcreds, and one rule dropping every
+// packet to fd00:ec2::254. Pods get no answer from the node's IPv6 IMDS, with
+// or without the agent. (A drop, not a reject: reject is not allowed in
+// prerouting, and prerouting is where both the forwarded path to the real
+// IMDS and a local one meet.)
+func imdsV6Rules(o IMDSOptions) []rule {
+	var rules []rule
+	for _, s := range o.PodInterfaces {
+		p, _ := parsePattern(s) // validated by imdsRules
+		rules = append(rules, rule{
+			chain: PreroutingChain,
+			text:  fmt.Sprintf("iifname %q jump %s", p, IMDSv6Chain),
+			exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(p)},
+				&expr.Verdict{Kind: expr.VerdictJump, Chain: IMDSv6Chain},
+			},
+		})
+	}
+	imds := IMDSAddrV6.As16()
+	rules = append(rules, rule{
+		chain: IMDSv6Chain,
+		text:  fmt.Sprintf("ip6 daddr %s drop", IMDSAddrV6),
+		exprs: []expr.Any{
+			// ip6 daddr fd00:ec2::254 (IPv6 header bytes 24-39)
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: imds[:]},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+	})
+	return rules
+}
+
 // ifnameBytes is what nft compares the input interface name with: an exact
 // name with its NUL padding to IFNAMSIZ (so "eth0" does not match "eth01"),
 // a prefix as its bare bytes (the comparison then covers only those).
@@ -88,12 +130,17 @@ func ifnameBytes(p pattern) []byte {
 // port is a port in network byte order.
 func port(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
 
-var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+var (
+	table  = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+	table6 = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv6}
+)
 
-// installIMDS replaces podcreds' table with one holding rules, in a single
+// installIMDS replaces podcreds' table with one holding rules, and podcreds'
+// ip6 table with one holding rules6 (none: no ip6 table), in a single
 // netlink transaction: the kernel applies all of it or none, and at no moment
-// is there no redirect, or two.
-func installIMDS(rules []rule) error {
+// is there no redirect, or two. ipv6 says whether this namespace has IPv6;
+// without it the ip6 family is left alone.
+func installIMDS(rules, rules6 []rule, ipv6 bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -115,35 +162,84 @@ func installIMDS(rules []rule) error {
 			UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: pods' IMDS traffic to the agent"),
 		})
 	}
+	if ipv6 {
+		c.AddTable(table6)
+		c.DelTable(table6)
+		if len(rules6) > 0 {
+			c.AddTable(table6)
+			chains6 := map[string]*nftables.Chain{
+				PreroutingChain: c.AddChain(&nftables.Chain{
+					Name: PreroutingChain, Table: table6, Type: nftables.ChainTypeFilter,
+					Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
+				}),
+				IMDSv6Chain: c.AddChain(&nftables.Chain{Name: IMDSv6Chain, Table: table6}),
+			}
+			for _, r := range rules6 {
+				c.AddRule(&nftables.Rule{
+					Table: table6, Chain: chains6[r.chain], Exprs: r.exprs,
+					UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: no pod reaches the node's IPv6 IMDS"),
+				})
+			}
+		}
+	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("install nftables table ip %s: %w", TableName, err)
+		return fmt.Errorf("install nftables tables ip and ip6 %s: %w", TableName, err)
 	}
 	return nil
 }
 
-// imdsInstalled reports whether podcreds' table exists.
+// imdsInstalled reports whether podcreds' ip table, or its ip6 table, exists.
 func imdsInstalled() (bool, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return false, err
 	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	tables, err := c.ListTables()
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
+	return slices.ContainsFunc(tables, func(t *nftables.Table) bool {
+		return t.Name == TableName && (t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6)
+	}), nil
 }
 
-// removeIMDS deletes podcreds' table if it exists.
+// removeIMDS deletes podcreds' ip and ip6 tables where they exist.
 func removeIMDS() error {
+	installed, err := installedTables()
+	if err != nil {
+		return err
+	}
+	if len(installed) == 0 {
+		return nil
+	}
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	c.AddTable(table)
-	c.DelTable(table)
+	for _, t := range installed {
+		c.DelTable(t)
+	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("remove nftables table ip %s: %w", TableName, err)
+		return fmt.Errorf("remove nftables tables %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// installedTables lists podcreds' ip and ip6 tables that exist.
+func installedTables() ([]*nftables.Table, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	var ours []*nftables.Table
+	for _, t := range tables {
+		if t.Name == TableName && (t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
+			ours = append(ours, t)
+		}
+	}
+	return ours, nil
 }

@@ -100,3 +100,18 @@ func TestIMDSRulesRefuseInvalidOptions(t *testing.T) {
 		t.Fatal("imdsRules accepted 169.254.169.254 as the target")
 	}
 }
+
+func TestIMDSv6RefusalRender(t *testing.T) {
+	var got []string
+	for _, r := range imdsV6Rules(IMDSOptions{PodInterfaces: []string{"veth+", "eth1"}}) {
+		got = append(got, r.chain+": "+r.text)
+	}
+	want := []string{
+		`prerouting: iifname "veth*" jump refuse-imds6`,
+		`prerouting: iifname "eth1" jump refuse-imds6`,
+		`refuse-imds6: ip6 daddr fd00:ec2::254 drop`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rules:\n%q\nwant:\n%q", got, want)
+	}
+}

@@ -131,3 +131,27 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
+
+// removeLink deletes the interface name if it is one Ensure makes (dummy or
+// ifb); its addresses go with it. It reports whether there was one.
+func removeLink(name string) (bool, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return false, fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up interface %s: %w", name, err)
+	case !slices.Contains(linkKinds, link.Type()):
+		return false, fmt.Errorf("interface %s is a %s device, not one podcreds makes (%v); leaving it alone", name, link.Type(), linkKinds)
+	}
+	if err := h.LinkDel(link); err != nil {
+		return false, fmt.Errorf("delete interface %s: %w", name, err)
+	}
+	return true, nil
+}

@@ -116,36 +116,74 @@ func TestEnsureRemovesStaleState(t *testing.T) {
 	})
 }
 
-func TestCleanupRemovesTheRedirectAndKeepsTheLink(t *testing.T) {
+func TestUninstallRemovesEverythingEnsureMade(t *testing.T) {
 	inThrowawayNetNS(t, func() {
 		ctx := context.Background()
+		before, err := nodeState()
+		if err != nil {
+			t.Errorf("%v", err)
+			return
+		}
 		o := testOptions(8169)
 		if _, err := Ensure(ctx, o); err != nil {
 			t.Errorf("Ensure: %v", err)
 			return
 		}
-		if err := Cleanup(ctx, o); err != nil {
-			t.Errorf("Cleanup: %v", err)
+		res, err := Uninstall(ctx, "")
+		if err != nil || !res.Redirect || res.Interface != DefaultInterface {
+			t.Errorf("Uninstall = %+v, %v; want the redirect and %s removed", res, err, DefaultInterface)
 			return
 		}
-		if err := Cleanup(ctx, o); err != nil {
-			t.Errorf("second Cleanup: %v", err)
+		if res, err := Uninstall(ctx, ""); err != nil || res.Redirect || res.Interface != "" {
+			t.Errorf("second Uninstall = %+v, %v; want nothing to do", res, err)
 		}
-		noIMDS := o
-		noIMDS.IMDS = nil
-		checkNode(t, "after Cleanup", noIMDS)
+		if after, err := nodeState(); err != nil || after != before {
+			t.Errorf("after Uninstall the namespace is\n%s\nwant it as before Ensure:\n%s (%v)", after, before, err)
+		}
 
-		// Back on, then an agent without IMDS: the old redirect must go.
+		// An agent without IMDS removes a redirect an earlier run left.
 		if _, err := Ensure(ctx, o); err != nil {
 			t.Errorf("Ensure: %v", err)
 			return
 		}
+		noIMDS := o
+		noIMDS.IMDS = nil
 		if _, err := Ensure(ctx, noIMDS); err != nil {
 			t.Errorf("Ensure without IMDS: %v", err)
 			return
 		}
 		checkNode(t, "after Ensure without IMDS", noIMDS)
+
+		// An interface of that name that podcreds would not make is not ours.
+		if _, err := Uninstall(ctx, ""); err != nil {
+			t.Errorf("Uninstall: %v", err)
+			return
+		}
+		if err := run("ip", "link", "add", DefaultInterface, "type", "bridge"); err != nil {
+			t.Errorf("%v", err)
+			return
+		}
+		if _, err := Uninstall(ctx, ""); err == nil {
+			t.Errorf("Uninstall deleted a bridge named %s, which podcreds never makes", DefaultInterface)
+		}
+		if _, err := netlink.LinkByName(DefaultInterface); err != nil {
+			t.Errorf("the bridge %s is gone: %v", DefaultInterface, err)
+		}
 	})
+}
+
+// nodeState is what an uninstall must restore, read with iproute2 and nft:
+// the interfaces with their kinds and addresses, and the nftables ruleset.
+func nodeState() (string, error) {
+	links, err := exec.Command("ip", "-br", "-d", "addr", "show").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ip addr: %v: %s", err, links)
+	}
+	rules, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nft list ruleset: %v: %s", err, rules)
+	}
+	return string(links) + string(rules), nil
 }
 
 func TestEnsureOnANodeWithoutIPv6(t *testing.T) {
@@ -240,11 +278,21 @@ func checkNode(t *testing.T, when string, o Options) {
 		t.Errorf("%s: list tables: %v", when, err)
 		return
 	}
+	tables6, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
+	if err != nil {
+		t.Errorf("%s: list ip6 tables: %v", when, err)
+		return
+	}
 	if o.IMDS == nil {
-		if len(tables) != 0 {
-			t.Errorf("%s: %d nftables tables, want none", when, len(tables))
+		if len(tables) != 0 || len(tables6) != 0 {
+			t.Errorf("%s: %d ip and %d ip6 nftables tables, want none", when, len(tables), len(tables6))
 		}
 		return
+	}
+	if IPv6Enabled() {
+		checkIPv6Refusal(t, when, o, tables6)
+	} else if len(tables6) != 0 {
+		t.Errorf("%s: %d ip6 tables on a namespace without IPv6, want none", when, len(tables6))
 	}
 	if len(tables) != 1 || tables[0].Name != TableName {
 		t.Errorf("%s: tables %v, want exactly ip %s", when, tables, TableName)
@@ -308,4 +356,30 @@ func sameSet(a, b []netip.Prefix) bool {
 		}
 	}
 	return true
+}
+
+// checkIPv6Refusal asserts, with nft, that table ip6 podcreds drops pods'
+// packets to fd00:ec2::254 with one rule and a jump per pattern.
+func checkIPv6Refusal(t *testing.T, when string, o Options, tables6 []*nftables.Table) {
+	t.Helper()
+	if len(tables6) != 1 || tables6[0].Name != TableName {
+		t.Errorf("%s: ip6 tables %v, want exactly ip6 %s", when, tables6, TableName)
+		return
+	}
+	out, err := exec.Command("nft", "list", "table", "ip6", TableName).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s: nft list table ip6: %v\n%s", when, err, out)
+		return
+	}
+	listing := string(out)
+	want := []string{"type filter hook prerouting priority", "ip6 daddr fd00:ec2::254 drop"}
+	for _, p := range o.IMDS.PodInterfaces {
+		pat, _ := parsePattern(p)
+		want = append(want, fmt.Sprintf(`iifname "%s" jump %s`, pat, IMDSv6Chain))
+	}
+	for _, w := range want {
+		if n := strings.Count(listing, w); n != 1 {
+			t.Errorf("%s: %q appears %d times in table ip6 %s, want once:\n%s", when, w, n, TableName, listing)
+		}
+	}
 }

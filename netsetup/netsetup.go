@@ -18,7 +18,8 @@ type Result struct {
 	// Addresses are the interface's addresses now; Added and Removed what
 	// changed to get there.
 	Addresses, Added, Removed []netip.Prefix
-	// IMDSRules are the redirect's rules in nft syntax; empty without IMDS.
+	// IMDSRules are the redirect's rules in nft syntax (and, prefixed "ip6",
+	// the IPv6 refusal's); empty without IMDS.
 	IMDSRules []string
 }
 
@@ -33,12 +34,13 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("link setup: %w", err)
 	}
-	var rules []rule
+	var rules, rules6 []rule
 	if o.IMDS != nil {
 		var err error
 		if rules, err = imdsRules(*o.IMDS); err != nil {
 			return nil, fmt.Errorf("link setup: %w", err)
 		}
+		rules6 = imdsV6Rules(*o.IMDS)
 	}
 	h, err := netlink.NewHandle()
 	if err != nil {
@@ -69,28 +71,64 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 		}
 		return res, nil
 	}
-	if err := installIMDS(rules); err != nil {
+	ipv6 := IPv6Enabled()
+	if err := installIMDS(rules, rules6, ipv6); err != nil {
 		return res, fmt.Errorf("link setup: %w", err)
 	}
 	for _, r := range rules {
 		res.IMDSRules = append(res.IMDSRules, r.chain+": "+r.text)
 	}
+	if ipv6 {
+		for _, r := range rules6 {
+			res.IMDSRules = append(res.IMDSRules, "ip6 "+r.chain+": "+r.text)
+		}
+	}
 	return res, nil
 }
 
-// Cleanup undoes what must not outlive the agent: it removes the IMDS
-// redirect, so pods are not sent to a port nobody serves once the agent is
-// uninstalled. The interface and its addresses stay (the package
-// documentation says why). It is safe to call when nothing was installed.
-func Cleanup(ctx context.Context, o Options) error {
+// Uninstalled says what Uninstall removed.
+type Uninstalled struct {
+	// Redirect is true when the IMDS redirect's tables (ip, ip6) were there.
+	Redirect bool
+	// Interface is the interface removed, or empty when there was none.
+	Interface string
+}
+
+// Uninstall gives the node back what Ensure took: it deletes podcreds'
+// nftables tables (the IMDS redirect, and the IPv6 IMDS refusal) and the
+// interface carrying the agent's addresses. The agent never does this itself: the redirect must outlive it,
+// or pods would reach the node's real IMDS whenever it restarts or crashes.
+// Only an operator's uninstall step (podcreds uninstall-node) calls it, once
+// the agent is gone for good. An interface of that name that Ensure would
+// not have made (neither dummy nor ifb) is someone else's and is left alone,
+// with an error. It is idempotent: with nothing installed it does nothing.
+func Uninstall(ctx context.Context, iface string) (*Uninstalled, error) {
+	if iface == "" {
+		iface = DefaultInterface
+	}
+	if err := validIfaceName(iface); err != nil {
+		return nil, fmt.Errorf("uninstall: interface: %w", err)
+	}
+	res := &Uninstalled{}
+	installed, err := imdsInstalled()
+	if err != nil {
+		return res, fmt.Errorf("uninstall: nftables: %w", err)
+	}
+	if installed {
+		if err := removeIMDS(); err != nil {
+			return res, fmt.Errorf("uninstall: %w", err)
+		}
+		res.Redirect = true
+	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return res, err
 	}
-	if o.IMDS == nil {
-		return nil
+	removed, err := removeLink(iface)
+	if err != nil {
+		return res, fmt.Errorf("uninstall: %w", err)
 	}
-	if err := removeIMDS(); err != nil {
-		return fmt.Errorf("link cleanup: %w", err)
+	if removed {
+		res.Interface = iface
 	}
-	return nil
+	return res, nil
 }

@@ -19,7 +19,9 @@ const (
 	PodRoleAnnotation = "podcreds.io/role-arn"
 	// AllowedRolesAnnotation on a namespace lists the role ARN patterns its
 	// pods may pick, separated by commas or newlines; `*` matches any run of
-	// characters (including `/`). Without it, pods may not pick roles.
+	// characters except `/`, so it never reaches into a deeper IAM role path
+	// (`role/team-a-*` does not match `role/team-a-x/admin`). Without it,
+	// pods may not pick roles.
 	AllowedRolesAnnotation = "podcreds.io/allowed-roles"
 )
 
@@ -32,7 +34,7 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 	if ok && r.clock.Now().Before(a.expires) {
 		return a.patterns, a.err
 	}
-	ch := r.group.DoChan("ns/"+namespace, func() (any, error) {
+	ch := r.group.DoChan("ns:"+namespace, func() (any, error) { // see serviceAccount
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		now := r.clock.Now()
@@ -73,23 +75,53 @@ func splitPatterns(s string) []string {
 }
 
 // globMatch reports whether s matches pattern, where `*` matches any run of
-// characters and everything else matches itself.
+// characters other than `/` and everything else matches itself. IAM role
+// names cannot contain `/`; a role path can, and a pattern that grants the
+// roles of one path level must not grant those nested below it.
+//
+// Patterns come from namespace annotations, so matching must not blow up on
+// a pattern full of stars: both sides are cut at '/', segment for segment,
+// and each segment is matched by the greedy algorithm that backtracks only to
+// the last star, O(len(pattern)·len(s)) at worst.
 func globMatch(pattern, s string) bool {
-	star := strings.IndexByte(pattern, '*')
-	if star < 0 {
-		return pattern == s
+	for {
+		pi, si := strings.IndexByte(pattern, '/'), strings.IndexByte(s, '/')
+		if (pi < 0) != (si < 0) {
+			return false
+		}
+		if pi < 0 {
+			return segmentMatch(pattern, s)
+		}
+		if !segmentMatch(pattern[:pi], s[:si]) {
+			return false
+		}
+		pattern, s = pattern[pi+1:], s[si+1:]
 	}
-	if !strings.HasPrefix(s, pattern[:star]) {
-		return false
-	}
-	rest := pattern[star+1:]
-	// Try every split for the rest (patterns are short, a few stars at most).
-	for i := star; i <= len(s); i++ {
-		if globMatch(rest, s[i:]) {
-			return true
+}
+
+// segmentMatch matches within one segment, where `*` matches any run.
+func segmentMatch(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0 // the last star seen, and where its run would end
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			mark++ // let the last star take one more byte
+			p, i = star+1, mark
+		default:
+			return false
 		}
 	}
-	return false
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 // checkAccount enforces the account allow-list (empty: every account).

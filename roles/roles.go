@@ -103,6 +103,13 @@ func NewRoleResolver(client Client, clk clock.PassiveClock, ttl time.Duration, d
 // There is no fallback: a pod without a role of its own gets a final 404
 // naming its ServiceAccount, a disallowed choice a final 403.
 func (r *RoleResolver) Resolve(ctx context.Context, pod Pod) (cache.Key, error) {
+	if pod.ServiceAccount == "" {
+		// Only mirror (static) pods have no ServiceAccount: the API server
+		// fills in "default" for every other pod. A mirror pod may not use
+		// a ServiceAccount at all, so it has no role and no token to bind.
+		return cache.Key{}, failure.Final(http.StatusNotFound, "NoServiceAccount",
+			fmt.Sprintf("pod %s runs without a ServiceAccount (a static pod); podcreds serves only pods that run as a ServiceAccount with an %s annotation", pod, RoleAnnotation), nil)
+	}
 	key, err := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
 	if err != nil {
 		return cache.Key{}, err
@@ -151,7 +158,10 @@ func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name strin
 	if ok && r.clock.Now().Before(a.expires) {
 		return a.key, a.err
 	}
-	ch := r.group.DoChan(namespace+"/"+name, func() (any, error) {
+	// Keys carry their kind: a ServiceAccount "x" in namespace "ns" and the
+	// namespace "x" must never share a flight (allowedRoles uses "ns:").
+	// Neither name may contain ':' or '/', so no two keys collide.
+	ch := r.group.DoChan("sa:"+namespace+"/"+name, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		a := r.fetch(cctx, namespace, name)

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/clock"
 
+	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
 	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
+	"github.com/podcreds/podcreds/kube"
 )
 
 func TestGlobMatch(t *testing.T) {
@@ -23,14 +28,24 @@ func TestGlobMatch(t *testing.T) {
 	}{
 		{"arn:aws:iam::111111111111:role/app", "arn:aws:iam::111111111111:role/app", true},
 		{"arn:aws:iam::111111111111:role/app", "arn:aws:iam::111111111111:role/app2", false},
-		{"arn:aws:iam::111111111111:role/team-a/*", "arn:aws:iam::111111111111:role/team-a/deep/path", true},
+		{"arn:aws:iam::111111111111:role/team-a/*", "arn:aws:iam::111111111111:role/team-a/app", true},
+		// `*` never crosses '/': a pattern for one role path level grants
+		// nothing nested below it.
+		{"arn:aws:iam::111111111111:role/team-a/*", "arn:aws:iam::111111111111:role/team-a/deep/path", false},
+		{"arn:aws:iam::123456789012:role/team-a-*", "arn:aws:iam::123456789012:role/team-a-x", true},
+		{"arn:aws:iam::123456789012:role/team-a-*", "arn:aws:iam::123456789012:role/team-a-x/anything", false},
+		{"arn:aws:iam::123456789012:role/*/reader", "arn:aws:iam::123456789012:role/team-a/reader", true},
+		{"arn:aws:iam::123456789012:role/*/reader", "arn:aws:iam::123456789012:role/a/b/reader", false},
 		{"arn:aws:iam::111111111111:role/team-a/*", "arn:aws:iam::111111111111:role/team-b/x", false},
 		{"arn:aws:iam::*:role/reader", "arn:aws:iam::222222222222:role/reader", true},
 		{"arn:aws:iam::*:role/reader", "arn:aws:iam::222222222222:role/readers", false},
 		{"*", "anything", true},
+		{"*", "any/thing", false},
 		{"", "", true},
 		{"a*b*c", "aXXbYYc", true},
 		{"a*b*c", "aXXbYY", false},
+		// Many stars against a long name stay fast (patterns are user input).
+		{strings.Repeat("*a", 30) + "b", strings.Repeat("a", 2000), false},
 	} {
 		if got := globMatch(tc.pattern, tc.s); got != tc.want {
 			t.Errorf("globMatch(%q, %q) = %v", tc.pattern, tc.s, got)
@@ -99,4 +114,95 @@ func TestRoleResolution(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A ServiceAccount "x" in a namespace named "ns" and the namespace "x" once
+// shared one singleflight key ("ns/x"), so a lookup of one could be answered
+// with the other's result.
+func TestServiceAccountAndNamespaceLookupsNeverShareAnAnswer(t *testing.T) {
+	const role, picked = "arn:aws:iam::111111111111:role/sa-role", "arn:aws:iam::111111111111:role/picked"
+	client := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x", Annotations: map[string]string{AllowedRolesAnnotation: picked}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x", Annotations: map[string]string{RoleAnnotation: role}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "app"}},
+	)
+	// Hold the ServiceAccount read of ns/x in flight while namespace x is
+	// looked up.
+	held := &heldClient{Client: kubeclientset.Wrap(client), entered: make(chan struct{}, 10), gate: make(chan struct{}), nsRead: make(chan struct{}, 10)}
+	entered, gate, nsRead := held.entered, held.gate, held.nsRead
+	r := NewRoleResolver(held, clock.RealClock{}, time.Minute, "sts.amazonaws.com", time.Hour, nil)
+	ctx := context.Background()
+
+	saDone := make(chan error, 1)
+	var saKey cache.Key
+	go func() {
+		var err error
+		saKey, err = r.Resolve(ctx, Pod{Namespace: "ns", Name: "p", ServiceAccount: "x"})
+		saDone <- err
+	}()
+	<-entered
+	nsDone := make(chan error, 1)
+	var nsKey cache.Key
+	go func() {
+		var err error
+		nsKey, err = r.Resolve(ctx, Pod{Namespace: "x", Name: "q", ServiceAccount: "app", RoleARN: picked})
+		nsDone <- err
+	}()
+	select {
+	case <-nsRead:
+	case <-time.After(5 * time.Second): // a deadlock guard, not a timing claim
+		t.Error("the namespace lookup never reached the API server: it joined the ServiceAccount's flight")
+	}
+	close(gate)
+	if err := <-saDone; err != nil || saKey.RoleARN != role {
+		t.Errorf("ServiceAccount ns/x resolved to %+v, %v; want role %s", saKey, err, role)
+	}
+	if err := <-nsDone; err != nil || nsKey.RoleARN != picked {
+		t.Errorf("pod in namespace x picking an allowed role resolved to %+v, %v; want role %s", nsKey, err, picked)
+	}
+}
+
+// heldClient holds reads of ServiceAccounts in namespace "ns" until gate is
+// closed, and reports namespace reads.
+type heldClient struct {
+	kube.Client
+	entered, nsRead chan struct{}
+	gate            chan struct{}
+}
+
+func (c *heldClient) GetServiceAccount(ctx context.Context, namespace, name string) (*kube.ServiceAccount, error) {
+	if namespace == "ns" {
+		c.entered <- struct{}{}
+		<-c.gate
+	}
+	return c.Client.GetServiceAccount(ctx, namespace, name)
+}
+
+func (c *heldClient) GetNamespace(ctx context.Context, name string) (*kube.Namespace, error) {
+	c.nsRead <- struct{}{}
+	return c.Client.GetNamespace(ctx, name)
+}
+
+// FuzzGlobMatch checks globMatch against a regular expression built from the
+// pattern: literal text quoted, each `*` a run without '/'. Patterns come from
+// a namespace annotation that the namespace's users may write.
+func FuzzGlobMatch(f *testing.F) {
+	f.Add("arn:aws:iam::123456789012:role/team-a-*", "arn:aws:iam::123456789012:role/team-a-x/anything")
+	f.Add("a*b*c", "aXXbYYc")
+	f.Add("*/*", "a/b/c")
+	f.Add("**", "x/")
+	f.Fuzz(func(t *testing.T, pattern, s string) {
+		if !utf8.ValidString(pattern) {
+			return // the reference regexp needs UTF-8; globMatch works on bytes
+		}
+		parts := strings.Split(pattern, "*")
+		for i, p := range parts {
+			parts[i] = regexp.QuoteMeta(p)
+		}
+		want := regexp.MustCompile(`^(?s:` + strings.Join(parts, `[^/]*`) + `)$`).MatchString(s)
+		if got := globMatch(pattern, s); got != want {
+			t.Fatalf("globMatch(%q, %q) = %v, want %v", pattern, s, got, want)
+		}
+	})
 }

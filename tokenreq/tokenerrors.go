@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
 )
 
@@ -33,7 +34,7 @@ func classifyTokenError(err error, spec TokenSpec) error {
 		switch notFoundKind(err) {
 		case "pods":
 			return failure.Final(http.StatusNotFound, "PodNotFound",
-				pod+" no longer exists, so no token can be bound to it", err)
+				pod+" no longer exists, so no token can be bound to it", podGone(err))
 		case "serviceaccounts":
 			return failure.Final(http.StatusNotFound, "ServiceAccountNotFound", sa+" does not exist", err)
 		default:
@@ -44,7 +45,7 @@ func classifyTokenError(err error, spec TokenSpec) error {
 		// The bound object's UID no longer matches: the pod was deleted and
 		// a new one took its name. Ours is gone.
 		return failure.Final(http.StatusNotFound, "PodNotFound",
-			fmt.Sprintf("%s (UID %s) was replaced by another pod of the same name", pod, spec.Pod.UID), err)
+			fmt.Sprintf("%s (UID %s) was replaced by another pod of the same name", pod, spec.Pod.UID), podGone(err))
 	case apierrors.IsForbidden(err):
 		return failure.Final(http.StatusForbidden, "TokenRequestForbidden",
 			"podcreds may not request a token for "+sa+" bound to "+pod, err)
@@ -69,6 +70,11 @@ func classifyTokenError(err error, spec TokenSpec) error {
 		return failure.Retriable("UpstreamUnavailable", "the token request for "+sa+" failed", retryAfter, err)
 	}
 }
+
+// podGone marks err as caused by the bound pod alone (cache.ErrPodGone): the
+// cache then retries as another pod of the ServiceAccount instead of giving
+// up on the ServiceAccount's credentials.
+func podGone(err error) error { return fmt.Errorf("%w: %w", cache.ErrPodGone, err) }
 
 // notFoundKind returns the resource a NotFound answer is about
 // ("serviceaccounts" or "pods"), or "" when the answer does not say.

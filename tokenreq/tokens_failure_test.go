@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
 	"github.com/podcreds/podcreds/metrics"
 )
@@ -172,6 +173,11 @@ func TestTokenErrorClassification(t *testing.T) {
 			}
 			if !strings.Contains(fe.Message, tt.wantMessage) {
 				t.Errorf("message %q does not mention %q", fe.Message, tt.wantMessage)
+			}
+			// Only answers about the bound pod itself let the cache retry
+			// as another pod; a missing ServiceAccount is everyone's.
+			if gone, want := errors.Is(err, cache.ErrPodGone), tt.wantCode == "PodNotFound"; gone != want {
+				t.Errorf("errors.Is(err, cache.ErrPodGone) = %v, want %v", gone, want)
 			}
 			if !errors.Is(err, tt.err) {
 				t.Errorf("error does not wrap the API error")

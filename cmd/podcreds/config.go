@@ -130,7 +130,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", 100, "burst of Kubernetes API requests (a node starting or an agent restarting onto many ServiceAccounts)")
 	fs.DurationVar(&c.MaxFetchWait, "max-fetch-wait", 800*time.Millisecond, "longest a request waits for a fetch before a 503 asking it to retry (the fetch continues); SDKs time out after about 1s")
 	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
-	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization: off, if-present or required")
+	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization on the container endpoints: off, if-present or required (the IMDS endpoint, whose clients send no such token, is always identified by source address alone)")
 	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
 	fs.StringVar(&c.TokenIssuer, "token-issuer", "", "ServiceAccount token issuer (https URL) whose OIDC discovery verifies presented tokens; empty: ask the API server")
 	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
@@ -145,7 +145,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener")
-	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; on exit remove the redirect (needs CAP_NET_ADMIN)")
+	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; both stay when the agent exits, so pods never reach the node's real IMDS while it is down ('podcreds uninstall-node' removes them; needs CAP_NET_ADMIN)")
 	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
 	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -259,9 +259,8 @@ func (c *Config) validate() error {
 	switch agent.TokenMode(c.TokenVerification) {
 	case agent.TokenOff, agent.TokenIfPresent:
 	case agent.TokenRequired:
-		if len(c.IMDSListen) > 0 {
-			bad("-token-verification=required cannot serve -imds-listen: IMDS requests carry no ServiceAccount token")
-		}
+		// IMDS requests carry no ServiceAccount token: -imds-listen stays
+		// identified by source address alone (the flag help says so).
 	default:
 		bad("-token-verification %q must be off, if-present or required", c.TokenVerification)
 	}

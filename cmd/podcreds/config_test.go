@@ -77,7 +77,6 @@ func TestParseConfig(t *testing.T) {
 		{"positional arguments are refused", []string{"extra"}, "unexpected arguments"},
 		{"link setup cannot redirect IMDS to an IPv6-only listener", []string{"--link-setup", "--imds-listen=[fd00:ec2::23]:8169"}, "-link-setup"},
 		{"link setup refuses to redirect IMDS to itself", []string{"--link-setup", "--imds-listen=169.254.169.254:80"}, "-link-setup"},
-		{"verification required cannot serve IMDS", []string{"--token-verification=required", "--imds-listen=127.0.0.1:1"}, "-token-verification"},
 		{"an account ID must have 12 digits", []string{"--allowed-accounts=1234"}, "-allowed-accounts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +99,12 @@ func TestParseConfig(t *testing.T) {
 		if err != nil || o.IMDS == nil || o.IMDS.ListenAddr.String() != "169.254.170.23:8169" ||
 			!reflect.DeepEqual(o.IMDS.PodInterfaces, []string{"veth+", "cni0"}) || o.Interface != "podcreds0" {
 			t.Fatalf("%+v %v", o, err)
+		}
+	})
+	t.Run("required token verification is allowed with IMDS, which stays identified by address", func(t *testing.T) {
+		c, err := parseConfig([]string{"--node-name=n", "--token-verification=required", "--imds-listen=169.254.170.23:8169"}, env(nil))
+		if err != nil || c.TokenVerification != "required" || len(c.IMDSListen) != 1 {
+			t.Fatalf("%+v %v", c, err)
 		}
 	})
 	t.Run("every problem is reported at once", func(t *testing.T) {

@@ -34,11 +34,9 @@ func run(ctx context.Context, cfg *Config) error {
 	defer func() { _ = logger.Sync() }()
 
 	if cfg.LinkSetup {
-		undo, err := setUpLink(ctx, cfg, logger)
-		if err != nil {
+		if err := setUpLink(ctx, cfg, logger); err != nil {
 			return err
 		}
-		defer undo()
 	}
 
 	restCfg, err := kubeConfig(cfg.Kubeconfig, cfg.KubeAPIQPS, cfg.KubeAPIBurst)
@@ -135,15 +133,18 @@ func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client 
 // setUpLink runs -link-setup before anything binds: the node gets the
 // addresses the agent listens on, and pods' IMDS traffic is redirected to it.
 // On a node without IPv6 it drops the default IPv6 listen address, which
-// could not be bound. The returned func removes the redirect on exit.
-func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) (func(), error) {
+// could not be bound. Nothing is undone on exit: the redirect stays while no
+// agent runs, so pods never reach the node's real IMDS because the agent is
+// restarting, upgrading or has crashed (their requests are refused by the
+// node's kernel instead). `podcreds uninstall-node` removes it.
+func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 	opts, err := cfg.linkOptions()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res, err := netsetup.Ensure(ctx, opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	logger.Info("link setup", zap.String("interface", res.Interface), zap.String("kind", res.Kind),
 		zap.Bool("created", res.Created), zap.Stringers("addresses", res.Addresses),
@@ -159,15 +160,7 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) (func(), er
 		})
 		logger.Info("IPv6 is off on this node: not listening on its IPv6 address", zap.Stringer("address", v6))
 	}
-	return func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := netsetup.Cleanup(cctx, opts); err != nil {
-			logger.Warn("link cleanup", zap.Error(err))
-		} else if opts.IMDS != nil {
-			logger.Info("removed the IMDS redirect")
-		}
-	}, nil
+	return nil
 }
 
 // rateLimit maps the flag's "0 disables" to the agent's "negative disables".

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,10 +122,12 @@ func TestAgentRestart(t *testing.T) {
 		if err := suite.agent.stop(20 * time.Second); err != nil {
 			t.Fatalf("the agent did not exit cleanly on SIGTERM: %v\n%s", err, suite.agent.tail(20))
 		}
-		// While it is down: the addresses stay, the redirect is gone, and a
+		// While it is down: the addresses and the redirect stay, and a
 		// pod's request is refused at once by the node's kernel (SDKs retry)
-		// instead of leaving the node with the pod's token.
-		checkNode(t, false)
+		// instead of leaving the node with the pod's token or reaching the
+		// node's real IMDS.
+		checkNode(t, true)
+		podsNeverReachTheRealIMDS(t, ctx)
 		out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c", `
 import socket
 try:
@@ -148,9 +152,9 @@ except OSError as e:
 	})
 
 	t.Run("after a crash the new agent leaves exactly one of everything", func(t *testing.T) {
-		suite.agent.crash()
-		// No cleanup ran: the old redirect is still there.
+		suite.agent.crash() // kill -9
 		checkNode(t, true)
+		podsNeverReachTheRealIMDS(t, ctx)
 		if err := suite.startAgent(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -159,18 +163,95 @@ except OSError as e:
 	})
 }
 
-func TestAgentExitRemovesTheRedirect(t *testing.T) {
+// podsNeverReachTheRealIMDS checks, while no agent runs, that a pod's
+// request to 169.254.169.254 is refused, and that the node's IMDS stand-in
+// has seen no request from a pod at all.
+func podsNeverReachTheRealIMDS(t *testing.T, ctx context.Context) {
+	t.Helper()
+	out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c", `
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://169.254.169.254/latest/meta-data/", timeout=3).read().decode(), end="")
+except OSError as e:
+    print("refused" if isinstance(getattr(e, "reason", e), ConnectionRefusedError) else repr(e))`)
+	if err != nil || strings.TrimSpace(out) != "refused" {
+		t.Errorf("a pod's request to 169.254.169.254 with no agent running: %q (%v %s), want refused", out, err, stderr)
+	}
+	podsNeverReachTheIPv6IMDS(t, ctx)
+	if n := suite.podRequestsToRealIMDS(); n != 0 {
+		t.Errorf("the node's IMDS stand-in has answered %d requests from pods, want 0", n)
+	}
+}
+
+// podsNeverReachTheIPv6IMDS checks, on a node with IPv6, that a pod's
+// request to EC2's IPv6 IMDS address gets no answer: the agent's IMDS is
+// IPv4, so pods' packets to [fd00:ec2::254] are dropped, with or without it.
+func podsNeverReachTheIPv6IMDS(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if !suite.podA.ip6.IsValid() {
+		return // the node has no IPv6: nothing to reach it over
+	}
+	out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c", `
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://[fd00:ec2::254]/latest/meta-data/", timeout=2).read().decode(), end="")
+except OSError as e:
+    print("no answer" if "timed out" in str(e) else repr(e))`)
+	if err != nil || strings.TrimSpace(out) != "no answer" {
+		t.Errorf("a pod's request to [fd00:ec2::254]: %q (%v %s), want no answer", out, err, stderr)
+	}
+}
+
+func TestPodsNeverReachTheNodesIPv6IMDS(t *testing.T) {
+	if !netsetup.IPv6Enabled() {
+		t.Skip("the node namespace has IPv6 off: EC2's IPv6 IMDS cannot be reached")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	podsNeverReachTheIPv6IMDS(t, ctx)
+	if n := suite.podRequestsToRealIMDS(); n != 0 {
+		t.Errorf("the node's IMDS stand-in has answered %d requests from pods, want 0", n)
+	}
+	// The node itself still reaches it: the refusal is for pods only.
+	if code, body, err := get("http://[fd00:ec2::254]/latest/meta-data/"); err != nil || code != 200 || body != realIMDSBody {
+		t.Errorf("the node's own request to [fd00:ec2::254] got %d %q (%v), want its IMDS", code, body, err)
+	}
+}
+
+func TestAgentExitKeepsPodsFromTheNodesIMDSUntilUninstall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if err := suite.agent.stop(20 * time.Second); err != nil {
 		t.Fatalf("the agent did not exit cleanly on SIGTERM: %v\n%s", err, suite.agent.tail(20))
 	}
-	checkNode(t, false)
-	// Pods now reach whatever answers 169.254.169.254 on the node: the
-	// window netsetup's documentation warns about.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c",
+	checkNode(t, true)
+	podsNeverReachTheRealIMDS(t, ctx)
+
+	// The explicit uninstall step gives the node back as it was.
+	out, err := exec.CommandContext(ctx, filepath.Join(suite.bin, "podcreds"), "uninstall-node").CombinedOutput()
+	if err != nil {
+		t.Fatalf("podcreds uninstall-node: %v\n%s", err, out)
+	}
+	after, err := nodeState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != suite.beforeInstall {
+		t.Errorf("after uninstall-node the node is\n%s\nwant it as before the agent first ran:\n%s", after, suite.beforeInstall)
+	}
+	// Pods reach the node's IMDS again: uninstalled means gone.
+	got, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c",
 		`import urllib.request; print(urllib.request.urlopen("http://169.254.169.254/latest/meta-data/", timeout=3).read().decode(), end="")`)
-	if err != nil || out != realIMDSBody {
-		t.Fatalf("a pod's request to 169.254.169.254 with the agent gone got %q (%v %s), want the node's IMDS", out, err, stderr)
+	if err != nil || got != realIMDSBody {
+		t.Fatalf("a pod's request to 169.254.169.254 after uninstall-node got %q (%v %s), want the node's IMDS", got, err, stderr)
+	}
+	// And over IPv6, which also shows that the pods' IPv6 path works, so
+	// the "no answer" before was the refusal and not a broken route.
+	if suite.podA.ip6.IsValid() {
+		got, stderr, err := inPod(ctx, suite.podA, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/python3", "-c",
+			`import urllib.request; print(urllib.request.urlopen("http://[fd00:ec2::254]/latest/meta-data/", timeout=3).read().decode(), end="")`)
+		if err != nil || got != realIMDSBody {
+			t.Fatalf("a pod's request to [fd00:ec2::254] after uninstall-node got %q (%v %s), want the node's IMDS", got, err, stderr)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/netsetup"
 )
 
 // The node's addresses, all inside the node namespace.
@@ -28,6 +29,11 @@ var (
 	// realIMDS stands in for the node's real instance metadata service, so
 	// the suite can tell that the node itself still reaches it.
 	realIMDS = netip.MustParseAddr("169.254.169.254")
+	// realIMDSv6 stands in for EC2's IPv6 instance metadata address, on
+	// nodes with IPv6; podGatewayV6 is the node's link-local address on
+	// each pod's veth, the pods' IPv6 default gateway.
+	realIMDSv6   = netip.MustParseAddr("fd00:ec2::254")
+	podGatewayV6 = netip.MustParseAddr("fe80::1")
 )
 
 // sh runs a command with a bounded time and returns its error with output.
@@ -94,6 +100,9 @@ func setUpNodeNetwork() error {
 			return err
 		}
 	}
+	if netsetup.IPv6Enabled() {
+		return sh("ip", "-6", "addr", "add", realIMDSv6.String()+"/128", "dev", "lo", "nodad")
+	}
 	return nil
 }
 
@@ -103,7 +112,8 @@ type pod struct {
 	name, namespace, serviceAccount string
 	netns, hostVeth                 string
 	ip                              netip.Addr
-	dir                             string // its files: token, clients' homes
+	ip6                             netip.Addr // on nodes with IPv6; else invalid
+	dir                             string     // its files: token, clients' homes
 	tokenFile                       string
 }
 
@@ -127,6 +137,21 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 	}
 	if err := p.wire(); err != nil {
 		return p, err
+	}
+	if netsetup.IPv6Enabled() {
+		// The same for IPv6, with the node's link-local address on the veth
+		// as the gateway: fd00:198:18::<last byte of the IPv4 address>.
+		p.ip6 = netip.MustParseAddr(fmt.Sprintf("fd00:198:18::%d", ip.As4()[3]))
+		for _, args := range [][]string{
+			{"-6", "addr", "add", podGatewayV6.String() + "/64", "dev", p.hostVeth, "nodad"},
+			{"-6", "route", "add", p.ip6.String() + "/128", "dev", p.hostVeth},
+			{"-n", p.netns, "-6", "addr", "add", p.ip6.String() + "/128", "dev", "eth0", "nodad"},
+			{"-n", p.netns, "-6", "route", "add", "default", "via", podGatewayV6.String(), "dev", "eth0"},
+		} {
+			if err := sh("ip", args...); err != nil {
+				return p, err
+			}
+		}
 	}
 	created, err := env.RunPod(ctx, testenv.PodSpec{Namespace: namespace, Name: p.name, ServiceAccount: sa, Node: nodeName, IP: ip})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/netsetup"
 )
 
 const (
@@ -49,8 +51,14 @@ type state struct {
 	agent      *agentProcess
 	agentRuns  int
 	realIMDS   *http.Server
-	podA, podB *pod
-	compat     *compatTable
+	// realIMDSFrom counts the stand-in IMDS's requests by source address.
+	realIMDSMu   sync.Mutex
+	realIMDSFrom map[netip.Addr]int
+	// beforeInstall is the node's interfaces, addresses and nftables
+	// ruleset before the agent first ran (nodeState).
+	beforeInstall string
+	podA, podB    *pod
+	compat        *compatTable
 }
 
 // setUp brings up the node: network, control plane and MinIO, the agent's
@@ -69,7 +77,7 @@ func setUp() (*state, error) {
 	if err := setUpNodeNetwork(); err != nil {
 		return s, err
 	}
-	if s.realIMDS, err = serveRealIMDS(); err != nil {
+	if s.realIMDS, err = s.serveRealIMDS(); err != nil {
 		return s, err
 	}
 	logf("node namespace ready (loopback, %s for pods, stand-in IMDS on %s)", nodeAddr, realIMDS)
@@ -103,10 +111,42 @@ func setUp() (*state, error) {
 	}
 	logf("pods %s (%s, %s) and %s (%s, %s) running", s.podA.name, s.podA.serviceAccount, s.podA.ip, s.podB.name, s.podB.serviceAccount, s.podB.ip)
 
+	if s.beforeInstall, err = nodeState(); err != nil {
+		return s, err
+	}
 	if err := s.startAgent(ctx); err != nil {
 		return s, err
 	}
 	return s, nil
+}
+
+// podRequestsToRealIMDS is how many requests from the pods' addresses the
+// node's IMDS stand-in has answered.
+func (s *state) podRequestsToRealIMDS() int {
+	s.realIMDSMu.Lock()
+	defer s.realIMDSMu.Unlock()
+	n := 0
+	for _, p := range []*pod{s.podA, s.podB} {
+		n += s.realIMDSFrom[p.ip]
+		if p.ip6.IsValid() {
+			n += s.realIMDSFrom[p.ip6]
+		}
+	}
+	return n
+}
+
+// nodeState is what an uninstall must restore, read with iproute2 and nft:
+// the node's interfaces with their addresses, and the nftables ruleset.
+func nodeState() (string, error) {
+	links, err := output("ip", "-br", "addr", "show")
+	if err != nil {
+		return "", err
+	}
+	rules, err := output("nft", "list", "ruleset")
+	if err != nil {
+		return "", err
+	}
+	return links + rules, nil
 }
 
 // tearDown stops everything setUp started; safe on a partial setup. The
@@ -209,19 +249,36 @@ func agentIdentity(ctx context.Context, env *testenv.Env, kubeconfig string) err
 }
 
 // serveRealIMDS answers on 169.254.169.254:80 in the node namespace as the
-// node's real instance metadata service would, with a body that names it.
-func serveRealIMDS() (*http.Server, error) {
+// node's real instance metadata service would, with a body that names it,
+// and counts its callers by address.
+func (s *state) serveRealIMDS() (*http.Server, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(realIMDS.String(), "80"))
 	if err != nil {
 		return nil, err
 	}
+	var l6 net.Listener
+	if netsetup.IPv6Enabled() {
+		if l6, err = net.Listen("tcp", net.JoinHostPort(realIMDSv6.String(), "80")); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	s.realIMDSFrom = map[netip.Addr]int{}
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+				s.realIMDSMu.Lock()
+				s.realIMDSFrom[ap.Addr().Unmap()]++
+				s.realIMDSMu.Unlock()
+			}
 			_, _ = w.Write([]byte(realIMDSBody))
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() { _ = srv.Serve(l) }()
+	if l6 != nil {
+		go func() { _ = srv.Serve(l6) }()
+	}
 	return srv, nil
 }
 

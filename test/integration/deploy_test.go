@@ -41,17 +41,18 @@ import (
 const (
 	deployDir      = "../../deploy"
 	deployExample  = "../../deploy/example"
+	deployUninstal = "../../deploy/uninstall"
 	agentNamespace = "podcreds-system"
 	deployManager  = "podcreds-deploy-test"
 )
 
-// TestDeployManifestsPassServerSideDryRun renders deploy/ and deploy/example/
-// as `kubectl apply -k` would and has a real API server validate and admit
-// every object (dry run, strict field validation, no warnings), then checks
-// the properties the agent depends on.
+// TestDeployManifestsPassServerSideDryRun renders deploy/, deploy/example/
+// and deploy/uninstall/ as `kubectl apply -k` would and has a real API server
+// validate and admit every object (dry run, strict field validation, no
+// warnings), then checks the properties the agent depends on.
 func TestDeployManifestsPassServerSideDryRun(t *testing.T) {
 	ctx := ctxT(t)
-	for _, dir := range []string{deployDir, deployExample} {
+	for _, dir := range []string{deployDir, deployExample, deployUninstal} {
 		t.Run(filepath.Base(dir)+" is admitted by the API server", func(t *testing.T) {
 			objs, err := renderKustomization(dir)
 			if err != nil {

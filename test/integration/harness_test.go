@@ -214,6 +214,7 @@ func (h *agentHarness) getWithToken(ip netip.Addr, token string) reply {
 	req, _ := http.NewRequest(http.MethodGet, h.url, nil)
 	if token != "" {
 		req.Header.Set("Authorization", token)
+		secrets.recordPresented(token)
 	}
 	res, err := podClient(ip).Do(req)
 	if err != nil {

@@ -54,6 +54,39 @@ func (s *secretLog) recordServed(body map[string]string) {
 	s.add(body["Token"], "a session token served")
 }
 
+// recordPresented notes a ServiceAccount token a test pod presented to an
+// agent in Authorization: the agent must not log what it is shown either.
+func (s *secretLog) recordPresented(token string) {
+	s.add(token, "a ServiceAccount token presented to the agent")
+}
+
+// recordIMDSToken notes an IMDS session token an agent minted.
+func (s *secretLog) recordIMDSToken(token string) {
+	s.add(token, "an IMDS session token")
+}
+
+// imdsRecorder wraps a pod's HTTP client for IMDS: every session token the
+// agent mints (the body of PUT /latest/api/token) is recorded.
+type imdsRecorder struct {
+	next interface {
+		Do(*http.Request) (*http.Response, error)
+	}
+}
+
+func (c imdsRecorder) Do(req *http.Request) (*http.Response, error) {
+	res, err := c.next.Do(req)
+	if err != nil || req.Method != http.MethodPut || req.URL.Path != "/latest/api/token" || res.StatusCode != http.StatusOK {
+		return res, err
+	}
+	b, rerr := io.ReadAll(res.Body)
+	res.Body.Close()
+	res.Body = io.NopCloser(bytes.NewReader(b))
+	if rerr == nil {
+		secrets.recordIMDSToken(string(b))
+	}
+	return res, err
+}
+
 // core returns a zap core writing JSON at debug level into the sink.
 func (s *secretLog) core() zapcore.Core {
 	return zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(s), zapcore.DebugLevel)

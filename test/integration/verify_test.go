@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/podcreds/podcreds/agent"
@@ -69,6 +72,9 @@ func TestPresentedTokens(t *testing.T) {
 		{"a forged token is refused", ipX.As4(), resign(t, tokX), http.StatusUnauthorized, ""},
 		{"a hostNetwork caller without a token is refused", nodeIP.As4(), "", http.StatusNotFound, ""},
 		{"a hostNetwork caller with its running pod's token is served", nodeIP.As4(), tokHost, http.StatusOK, "host"},
+		// A node daemon's token that leaked into an ordinary pod must not
+		// buy that pod the daemon's role.
+		{"a hostNetwork pod's token presented from an ordinary pod's address is refused", ipY.As4(), tokHost, http.StatusForbidden, ""},
 		{"a hostNetwork caller with the token of a pod on another node is refused", nodeIP.As4(), tokElsewhere, http.StatusNotFound, ""},
 		{"a hostNetwork caller with a deleted pod's token is refused", nodeIP.As4(), tokGone, http.StatusNotFound, ""},
 	} {
@@ -104,5 +110,67 @@ func TestRequiredTokensRefuseBareRequests(t *testing.T) {
 	}
 	if r := h.getWithToken(ip, podToken(t, ns, "x", pod.Name, string(pod.UID))); r.Status != http.StatusOK {
 		t.Fatalf("a request with the pod's token answered %d %v", r.Status, r.Body)
+	}
+}
+
+// The default DaemonSet serves IMDS, which carries no ServiceAccount token;
+// required verification was refused alongside it, so the default deployment
+// could not close the IP-reuse window on the container endpoint. Now the
+// container endpoint requires the token and IMDS stays identified by address.
+func TestRequiredTokensOnTheContainerEndpointWithIMDSByAddress(t *testing.T) {
+	ctx := ctxT(t)
+	ns := uniqueName(t)
+	h := startAgent(t, harnessOptions{node: "node-" + ns, tokenMode: agent.TokenRequired, imds: true})
+	if _, err := env.CreateServiceAccount(ctx, ns, "x", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
+		t.Fatal(err)
+	}
+	ip := addr(33, 1, 1)
+	pod, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "x", ServiceAccount: "x", Node: h.node, IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.get(ip); r.Status != http.StatusUnauthorized {
+		t.Fatalf("the container endpoint without a token answered %d %v, want 401", r.Status, r.Body)
+	}
+	if r := h.getWithToken(ip, podToken(t, ns, "x", pod.Name, string(pod.UID))); r.Status != http.StatusOK {
+		t.Fatalf("the container endpoint with the pod's token answered %d %v", r.Status, r.Body)
+	}
+
+	base := "http://" + h.agent.IMDSAddrs()[0].String()
+	client := imdsRecorder{podClient(ip)}
+	req, _ := http.NewRequest(http.MethodPut, base+"/latest/api/token", nil)
+	req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("IMDS token PUT answered %d %q", res.StatusCode, session)
+	}
+	imdsGet := func(path string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("X-aws-ec2-metadata-token", string(session))
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	code, role := imdsGet("/latest/meta-data/iam/security-credentials/")
+	if code != http.StatusOK || len(role) == 0 {
+		t.Fatalf("IMDS role list answered %d %q", code, role)
+	}
+	code, body := imdsGet("/latest/meta-data/iam/security-credentials/" + strings.TrimSpace(string(role)))
+	var creds map[string]string
+	if code != http.StatusOK || json.Unmarshal(body, &creds) != nil {
+		t.Fatalf("IMDS credentials answered %d (body withheld: %d bytes)", code, len(body))
+	}
+	secrets.recordServed(creds)
+	if got, want := subject(t, creds["Token"]), "system:serviceaccount:"+ns+":x"; got != want {
+		t.Fatalf("IMDS served credentials of %s, want %s", got, want)
 	}
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/podcreds/podcreds/netsetup"
+)
+
+// uninstallNodeMain runs `podcreds uninstall-node`: it removes the IMDS
+// redirect and the interface that the agent's -link-setup made, giving the
+// node back as it was before install. The agent never removes them itself
+// (pods would reach the node's real IMDS whenever it is down), so this is the
+// operator's step after deleting the DaemonSet, or a pre-delete hook's. It
+// needs CAP_NET_ADMIN in the node's network namespace.
+func uninstallNodeMain(args []string) int {
+	return uninstallNode(args, os.Stdout, os.Stderr, netsetup.Uninstall)
+}
+
+func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(context.Context, string) (*netsetup.Uninstalled, error)) int {
+	fs := flag.NewFlagSet("podcreds uninstall-node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	iface := fs.String("link-interface", netsetup.DefaultInterface, "the interface the agent's -link-setup created")
+	hold := fs.Bool("hold", false, "after removing, wait for SIGTERM instead of exiting (to run as a DaemonSet's container: deploy/uninstall/)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: podcreds uninstall-node [flags]\n\n"+
+			"Removes the IMDS redirect (nftables tables ip and ip6 "+netsetup.TableName+") and the interface carrying the\n"+
+			"agent's addresses, which the agent leaves in place when it exits so that pods never\n"+
+			"reach the node's real IMDS while it is down. Run it once the agent is gone for good:\n"+
+			"afterwards pods reach the node's IMDS again. Needs CAP_NET_ADMIN in the node's\n"+
+			"network namespace.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "podcreds uninstall-node: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := uninstall(ctx, *iface)
+	if res != nil {
+		if res.Redirect {
+			fmt.Fprintf(stdout, "removed the IMDS redirect (nftables tables ip and ip6 %s)\n", netsetup.TableName)
+		}
+		if res.Interface != "" {
+			fmt.Fprintf(stdout, "removed interface %s\n", res.Interface)
+		}
+		if err == nil && !res.Redirect && res.Interface == "" {
+			fmt.Fprintln(stdout, "nothing to remove: no IMDS redirect and no interface "+*iface)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "podcreds uninstall-node: %v\n", err)
+		return 1
+	}
+	if *hold {
+		<-signalContext().Done()
+	}
+	return 0
+}
