@@ -76,14 +76,34 @@ func (a *binaryAgent) start(ctx context.Context, cmd *exec.Cmd, log *os.File, no
 // settledSample waits for background work to end, has the agent collect
 // its garbage twice (a collection started before the last pod was served
 // may have marked what it no longer keeps), then samples.
-func (a *binaryAgent) settledSample(label string, pods int, servedIn time.Duration) (memSample, error) {
+func (a *binaryAgent) settledSample(label string, pods, entries int, servedIn time.Duration) (memSample, error) {
 	time.Sleep(2 * time.Second)
+	if err := a.waitEntries(entries); err != nil {
+		return memSample{}, err
+	}
 	if err := a.collect(2); err != nil {
 		return memSample{}, err
 	}
 	s, err := a.sample(label, pods)
 	s.servedIn = servedIn
 	return s, err
+}
+
+// waitEntries waits up to 30 s for the agent's credential cache to hold n
+// entries: the agent fetches for the pods it knows in the background.
+func (a *binaryAgent) waitEntries(n int) error {
+	var have float64
+	for range 300 {
+		body, err := httpGet(context.Background(), a.metrics)
+		if err != nil {
+			return err
+		}
+		if have, _ = textMetric(body, "podcreds_cache_entries"); have >= float64(n) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the agent holds %v credential entries after 30 s, want %d", have, n)
 }
 
 // collect makes the agent run n more garbage collections without touching

@@ -213,7 +213,7 @@ func memoryPlot(r *memoryResult) *plot.Plot {
 		top = max(top, s.rss/mib)
 		names = append(names, s.plot)
 	}
-	p := newPlot(title, "pods on the node", "MiB",
+	p := newPlot(title, "pods / ServiceAccounts on the node", "MiB",
 		fmt.Sprintf("live heap: %s per pod, %s per credential entry", fmtBytes(r.perPod), fmtBytes(r.perEntry)))
 	w := vg.Points(36)
 	a := bars(p, anon, w, -0.5, blue, "RSS: anonymous", nil)

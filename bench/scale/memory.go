@@ -48,7 +48,9 @@ type memoryResult struct {
 // runMemory measures the agent binary as its own process against MinIO's
 // real STS, each agent started onto a node already running its pods (a
 // restart, the common case): idle; pods[0] pods, one per ServiceAccount;
-// pods[1] pods with half of the ServiceAccounts served, then all.
+// pods[1] pods in the same ServiceAccounts; pods[0] pods in a fifth of them.
+// Agents fetch credentials for the pods they know on their own, so entries
+// follow the ServiceAccounts on the node, not the pods served.
 func runMemory(ctx context.Context, env *testenv.Env, cfg memoryConfig) (*memoryResult, error) {
 	const ns = "memory"
 	sa := func(i int) string { return fmt.Sprintf("sa-%03d", i) }
@@ -59,91 +61,62 @@ func runMemory(ctx context.Context, env *testenv.Env, cfg memoryConfig) (*memory
 	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
 		return nil, err
 	}
-	podsOn := func(node string, block byte, n int) ([]pod, error) {
-		ps := make([]pod, n)
-		for i := range ps {
-			ps[i] = pod{Namespace: ns, Name: fmt.Sprintf("%s-%04d", node, i), ServiceAccount: sa(i % cfg.serviceAccounts), IP: podAddr(block, i)}
-		}
-		return ps, parallel(ctx, n, 25, func(ctx context.Context, i int) error { return runPod(ctx, env, node, ps[i]) })
-	}
-	small, err := podsOn("mem-small", 40, cfg.pods[0])
-	if err != nil {
-		return nil, err
-	}
-	large, err := podsOn("mem-large", 41, cfg.pods[1])
-	if err != nil {
-		return nil, err
+	fewer := cfg.serviceAccounts / 5
+	nodes := []struct {
+		name      string
+		block     byte
+		pods, sas int
+		plot      string
+	}{
+		{name: "mem-idle", plot: "idle"},
+		{name: "mem-small", block: 40, pods: cfg.pods[0], sas: cfg.serviceAccounts, plot: fmt.Sprintf("%d/%d", cfg.pods[0], cfg.serviceAccounts)},
+		{name: "mem-large", block: 41, pods: cfg.pods[1], sas: cfg.serviceAccounts, plot: fmt.Sprintf("%d/%d", cfg.pods[1], cfg.serviceAccounts)},
+		{name: "mem-fewer", block: 42, pods: cfg.pods[0], sas: fewer, plot: fmt.Sprintf("%d/%d", cfg.pods[0], fewer)},
 	}
 	res := &memoryResult{cfg: cfg}
-	label := func(pods, entries int) string { return fmt.Sprintf("%d pods, %d entries", pods, entries) }
-
-	// run starts an agent for node, serves each batch of pods in turn and
-	// samples after each.
-	run := func(node string, pods int, batches ...[]pod) ([]memSample, error) {
+	for _, n := range nodes {
+		pods := make([]pod, n.pods)
+		for i := range pods {
+			pods[i] = pod{Namespace: ns, Name: fmt.Sprintf("%s-%04d", n.name, i), ServiceAccount: sa(i % n.sas), IP: podAddr(n.block, i)}
+		}
+		if err := parallel(ctx, n.pods, 25, func(ctx context.Context, i int) error { return runPod(ctx, env, n.name, pods[i]) }); err != nil {
+			return nil, err
+		}
 		began := time.Now()
-		ag, err := startBinary(ctx, env, cfg, kubeconfig, node)
+		ag, err := startBinary(ctx, env, cfg, kubeconfig, n.name)
 		if err != nil {
 			return nil, err
 		}
-		defer ag.stop()
-		var out []memSample
-		served := map[string]bool{}
-		for _, b := range batches {
-			if err := serveAll(ctx, ag.url, b); err != nil {
-				return nil, err
-			}
-			for _, p := range b {
-				served[p.ServiceAccount] = true
-			}
-			s, err := ag.settledSample(label(pods, len(served)), pods, time.Since(began))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
+		label := fmt.Sprintf("%d pods in %d ServiceAccounts", n.pods, n.sas)
+		if n.pods == 0 {
+			label = "idle, no pods"
 		}
-		if len(batches) == 0 {
-			s, err := ag.settledSample("idle, no pods", 0, 0)
-			return []memSample{s}, err
+		err = serveAll(ctx, ag.url, pods)
+		var s memSample
+		if err == nil {
+			s, err = ag.settledSample(label, n.pods, n.sas, time.Since(began))
 		}
-		return out, nil
-	}
-	idle, err := run("mem-idle", 0)
-	if err != nil {
-		return nil, err
-	}
-	idle[0].plot = "idle"
-	a, err := run("mem-small", len(small), small)
-	if err != nil {
-		return nil, err
-	}
-	a[0].plot = fmt.Sprint(len(small))
-	// The large node in two halves of its ServiceAccounts: same pods,
-	// half and all of the entries.
-	var firstHalf, secondHalf []pod
-	for i, p := range large {
-		if i%cfg.serviceAccounts < cfg.serviceAccounts/2 {
-			firstHalf = append(firstHalf, p)
-		} else {
-			secondHalf = append(secondHalf, p)
+		ag.stop()
+		if err != nil {
+			return nil, err
 		}
+		s.plot = n.plot
+		if n.pods == 0 {
+			s.servedIn = 0
+		}
+		res.samples = append(res.samples, s)
 	}
-	b, err := run("mem-large", len(large), firstHalf, secondHalf)
-	if err != nil {
-		return nil, err
-	}
-	b[0].plot, b[1].plot = fmt.Sprintf("%d½", len(large)), fmt.Sprint(len(large))
-	res.samples = append(append(idle, a...), b...)
-	res.derive(a[0], b[0], b[1])
+	res.derive(res.samples[1], res.samples[2], res.samples[3])
 	return res, nil
 }
 
 // derive computes the per-pod and per-entry heap from three samples: small
-// and full have every entry (the same number) and different pods; half and
-// full have the same pods and different entries. full is held to the goal.
-func (r *memoryResult) derive(small, half, full memSample) {
-	r.goal = full
-	r.perPod = (full.heapLive - small.heapLive) / float64(full.pods-small.pods)
-	r.perEntry = (full.heapLive - half.heapLive) / (full.entries - half.entries)
+// and large have the same entries and different pods; small and fewer the
+// same pods and different entries. large is held to the goal.
+func (r *memoryResult) derive(small, large, fewer memSample) {
+	r.goal = large
+	r.perPod = (large.heapLive - small.heapLive) / float64(large.pods-small.pods)
+	r.perEntry = (small.heapLive - fewer.heapLive) / (small.entries - fewer.entries)
 }
 
 // serveAll has every pod fetch credentials once, as its SDK would.
@@ -163,13 +136,13 @@ func (r *memoryResult) tables() []table {
 		Header: []string{"state", "entries", "pods indexed", "RSS", "anon", "file", "peak RSS", "heap live", "heap in-use", "goroutines", "all served in"},
 		Notes: []string{
 			fmt.Sprintf("Goal: RSS ≤ %s at %d pods in %d ServiceAccounts. RSS is VmRSS from /proc/<pid>/status (anon: RssAnon, the process's own memory; file: RssFile, the binary's pages), peak VmHWM. Heap live is go_gc_heap_live_bytes, what the last collection marked live, read after /metrics scrapes forced two collections; heap in-use (go_memstats_heap_inuse_bytes) also holds garbage.", fmtMiB(rssGoal), r.cfg.pods[1], r.cfg.serviceAccounts),
-			"Every agent started onto a node already running its pods; \"all served in\" runs from its start. The large node serves half of its ServiceAccounts first, then the rest.",
-			fmt.Sprintf("Heap per pod: live heap of %d pods minus %d pods, both with every entry fetched, over the difference in pods: %s per pod (informer object, address index, what serving it keeps).", r.cfg.pods[1], r.cfg.pods[0], fmtBytes(r.perPod)),
-			fmt.Sprintf("Heap per credential entry: live heap of %d pods with all entries minus with half, over the difference in entries: %s per entry (credentials, their token, the ServiceAccount read).", r.cfg.pods[1], fmtBytes(r.perEntry)),
+			"Every agent started onto a node already running its pods; \"all served in\" runs from its start. An agent fetches credentials for the pods it knows by itself: entries follow the ServiceAccounts on the node.",
+			fmt.Sprintf("Heap per pod: live heap with %d pods minus with %d, both in %d ServiceAccounts, over the difference in pods: %s per pod (informer object, address index, what serving it keeps).", r.cfg.pods[1], r.cfg.pods[0], r.cfg.serviceAccounts, fmtBytes(r.perPod)),
+			fmt.Sprintf("Heap per credential entry: live heap of %d pods in %d ServiceAccounts minus in %d, over the difference in entries: %s per entry (credentials, their token, the ServiceAccount read).", r.cfg.pods[0], r.cfg.serviceAccounts, r.cfg.serviceAccounts/5, fmtBytes(r.perEntry)),
 		},
 	}
 	for _, s := range r.samples {
-		if s.binary.textSize > 0 && s.pods == r.cfg.pods[1] {
+		if s.binary.textSize > 0 && s.label == r.goal.label {
 			t.Notes = append(t.Notes, fmt.Sprintf("Of the agent's binary at %s, resident: text %s of %s (%.0f %%), read-only data %s of %s (%.0f %%), from /proc/<pid>/smaps: the file column follows binary size.",
 				s.label, fmtMiB(s.binary.textRSS), fmtMiB(s.binary.textSize), 100*s.binary.textRSS/s.binary.textSize,
 				fmtMiB(s.binary.roRSS), fmtMiB(s.binary.roSize), 100*s.binary.roRSS/s.binary.roSize))

@@ -339,11 +339,11 @@ func TestMemoryFigures(t *testing.T) {
 	}
 	t.Run("heap per pod and per entry come from the two pairs of sizes", func(t *testing.T) {
 		var r memoryResult
-		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 125, 7*mib, 25*mib), sample(1000, 250, 8*mib, 30*mib))
+		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 250, 8*mib, 30*mib), sample(250, 50, 5*mib, 19*mib))
 		if want := float64(2*mib) / 750; r.perPod != want {
 			t.Errorf("per pod %v, want %v", r.perPod, want)
 		}
-		if want := float64(mib) / 125; r.perEntry != want {
+		if want := float64(mib) / 200; r.perEntry != want {
 			t.Errorf("per entry %v, want %v", r.perEntry, want)
 		}
 		if c := r.checks()[0]; c.Verdict != "MEETS" || !strings.Contains(c.Measured, "30.0 MiB") {
@@ -352,7 +352,7 @@ func TestMemoryFigures(t *testing.T) {
 	})
 	t.Run("an agent above the goal misses it", func(t *testing.T) {
 		var r memoryResult
-		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 125, 7*mib, 25*mib), sample(1000, 250, 8*mib, 33*mib))
+		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 250, 8*mib, 33*mib), sample(250, 50, 5*mib, 19*mib))
 		if c := r.checks()[0]; c.Verdict != "MISSES" {
 			t.Errorf("goal check %+v, want MISSES", c)
 		}
