@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -74,18 +75,20 @@ func (a *binaryAgent) start(ctx context.Context, cmd *exec.Cmd, log *os.File, no
 }
 
 // settledSample waits for background work to end, has the agent collect
-// its garbage twice (a collection started before the last pod was served
-// may have marked what it no longer keeps), then samples.
+// its garbage several times, then samples. The live heap is the least any
+// of those collections found: one that ran while a request or a watch event
+// was in flight counts what that work held too.
 func (a *binaryAgent) settledSample(label string, pods, entries int, servedIn time.Duration) (memSample, error) {
 	time.Sleep(2 * time.Second)
 	if err := a.waitEntries(entries); err != nil {
 		return memSample{}, err
 	}
-	if err := a.collect(2); err != nil {
+	live, err := a.collect(4)
+	if err != nil {
 		return memSample{}, err
 	}
 	s, err := a.sample(label, pods)
-	s.servedIn = servedIn
+	s.heapLive, s.servedIn = live, servedIn
 	return s, err
 }
 
@@ -107,34 +110,40 @@ func (a *binaryAgent) waitEntries(n int) error {
 }
 
 // collect makes the agent run n more garbage collections without touching
-// its state: each /metrics scrape allocates, so scrapes reach the heap goal.
-// Bounded: an agent that does not collect after 20 000 scrapes is an error.
-func (a *binaryAgent) collect(n float64) error {
-	count := func() (float64, error) {
+// its state (each /metrics scrape allocates, so scrapes reach the heap goal)
+// and returns the least live heap they found. Bounded: an agent that does
+// not collect within 50 000 scrapes is an error.
+func (a *binaryAgent) collect(n float64) (float64, error) {
+	read := func() (count, live float64, err error) {
 		body, err := httpGet(context.Background(), a.metrics)
+		if err != nil {
+			return 0, 0, err
+		}
+		count, ok := textMetric(body, "go_gc_duration_seconds_count")
+		live, ok2 := textMetric(body, "go_gc_heap_live_bytes")
+		if !ok || !ok2 {
+			return 0, 0, fmt.Errorf("agent metrics lack go_gc_duration_seconds_count or go_gc_heap_live_bytes")
+		}
+		return count, live, nil
+	}
+	start, _, err := read()
+	if err != nil {
+		return 0, err
+	}
+	least := math.Inf(1)
+	for range 50_000 {
+		count, live, err := read()
 		if err != nil {
 			return 0, err
 		}
-		v, ok := textMetric(body, "go_gc_duration_seconds_count")
-		if !ok {
-			return 0, fmt.Errorf("agent metrics lack go_gc_duration_seconds_count")
+		if count > start {
+			least = min(least, live)
 		}
-		return v, nil
-	}
-	start, err := count()
-	if err != nil {
-		return err
-	}
-	for range 20_000 {
-		now, err := count()
-		if err != nil {
-			return err
-		}
-		if now >= start+n {
-			return nil
+		if count >= start+n {
+			return least, nil
 		}
 	}
-	return fmt.Errorf("the agent ran no %v garbage collections in 20 000 scrapes of /metrics", n)
+	return 0, fmt.Errorf("the agent ran fewer than %v garbage collections in 50 000 scrapes of /metrics", n)
 }
 
 // sample reads the process's resident set from /proc and the Go heap from
