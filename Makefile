@@ -40,14 +40,11 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # Built as the image builds it: static (no libc mapped in), no symbol tables.
-# bench/scale builds its agent (and its memory floors, BUILD_PKG=./bench/scale/floor
-# with BUILD_TAGS naming the libraries a variant leaves out) through this
-# target, so it measures what ships.
+# bench/scale builds its agent through this target, so it measures what ships.
 PODCREDS_BIN ?= bin/podcreds
 BUILD_PKG ?= ./cmd/podcreds
-BUILD_TAGS ?=
 build: ## build bin/podcreds
-	CGO_ENABLED=0 $(GO) build -trimpath -tags "$(BUILD_TAGS)" -ldflags "-s -w" -o $(PODCREDS_BIN) $(BUILD_PKG)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(PODCREDS_BIN) $(BUILD_PKG)
 
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.

@@ -44,4 +44,3 @@ func TestPodWithoutServiceAccountHasNoRole(t *testing.T) {
 		}
 	}
 }
-

@@ -1,11 +1,11 @@
 package oidc
 
 import (
-	"encoding/json"
-	"math"
 	"slices"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/json"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -47,109 +47,49 @@ func (c *Claims) clone() *Claims {
 	return &cc
 }
 
+// payload is what parseClaims reads from a token, decoded by go-jose's JSON
+// package: member names match exactly (encoding/json would match "ISS" to
+// iss) and a duplicate member anywhere is an error, so no two readers of the
+// same bytes can disagree about what they say. Unknown claims are ignored.
+type payload struct {
+	jwt.Claims
+	Kubernetes *struct {
+		Namespace      string `json:"namespace"`
+		ServiceAccount ref    `json:"serviceaccount"`
+		Pod            ref    `json:"pod"`
+		Node           ref    `json:"node"`
+	} `json:"kubernetes.io"`
+}
+
+type ref struct {
+	Name string `json:"name"`
+	UID  string `json:"uid"`
+}
+
+func (r ref) object() ObjectRef { return ObjectRef{Name: r.Name, UID: types.UID(r.UID)} }
+
 // parseClaims reads the claims it knows from a token's payload. A claim of
 // the wrong type is ErrMalformed; a missing one is left zero for validate to
-// judge. Unknown claims are ignored.
-func parseClaims(o object) (*Claims, error) {
-	c := &Claims{}
-	var err error
-	fail := func(what string) (*Claims, error) {
-		return nil, errorf(ErrMalformed, "claim %s has the wrong type", what)
+// judge.
+func parseClaims(b []byte) (*Claims, error) {
+	var p payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, errorf(ErrMalformed, "claims: %s", quote(err.Error()))
 	}
-	if c.Issuer, _, err = o.str("iss"); err != nil {
-		return fail("iss")
-	}
-	if c.Subject, _, err = o.str("sub"); err != nil {
-		return fail("sub")
-	}
-	if c.Audience, err = audience(o["aud"]); err != nil {
-		return fail("aud")
-	}
-	for name, t := range map[string]*time.Time{"exp": &c.Expiry, "nbf": &c.NotBefore, "iat": &c.IssuedAt} {
-		if *t, err = numericDate(o[name]); err != nil {
-			return fail(name)
+	c := &Claims{Subject: p.Subject, Issuer: p.Issuer, Audience: p.Audience}
+	for _, d := range []struct {
+		to   *time.Time
+		from *jwt.NumericDate
+	}{{&c.Expiry, p.Expiry}, {&c.NotBefore, p.NotBefore}, {&c.IssuedAt, p.IssuedAt}} {
+		if d.from != nil {
+			*d.to = d.from.Time()
 		}
 	}
-	if raw, ok := o["kubernetes.io"]; ok {
-		if err := c.readKubernetes(raw); err != nil {
-			return fail("kubernetes.io")
-		}
+	if k := p.Kubernetes; k != nil {
+		c.Namespace = k.Namespace
+		c.ServiceAccount, c.Pod, c.Node = k.ServiceAccount.object(), k.Pod.object(), k.Node.object()
 	}
 	return c, nil
-}
-
-// readKubernetes reads the kubernetes.io claim with the same exact-name,
-// no-duplicates rules as the rest of the token.
-func (c *Claims) readKubernetes(raw json.RawMessage) error {
-	k, err := decodeObject(raw)
-	if err != nil {
-		return err
-	}
-	if c.Namespace, _, err = k.str("namespace"); err != nil {
-		return err
-	}
-	for name, ref := range map[string]*ObjectRef{"serviceaccount": &c.ServiceAccount, "pod": &c.Pod, "node": &c.Node} {
-		raw, ok := k[name]
-		if !ok {
-			continue
-		}
-		r, err := decodeObject(raw)
-		if err != nil {
-			return err
-		}
-		if ref.Name, _, err = r.str("name"); err != nil {
-			return err
-		}
-		uid, _, err := r.str("uid")
-		if err != nil {
-			return err
-		}
-		ref.UID = types.UID(uid)
-	}
-	return nil
-}
-
-// audience reads aud, which RFC 7519 allows as one string or an array of
-// strings. Absent is nil.
-func audience(raw json.RawMessage) ([]string, error) {
-	if raw == nil {
-		return nil, nil
-	}
-	var one string
-	if len(raw) > 0 && raw[0] == '"' {
-		err := json.Unmarshal(raw, &one)
-		return []string{one}, err
-	}
-	var many []string
-	if len(raw) == 0 || raw[0] != '[' {
-		return nil, errorf(ErrMalformed, "aud is neither a string nor an array")
-	}
-	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, err
-	}
-	return many, nil
-}
-
-// maxNumericDate is far enough in the future for any token and keeps the
-// conversion to time.Time exact.
-const maxNumericDate = 1 << 40
-
-// numericDate reads a NumericDate (seconds since the epoch, fractions
-// allowed). Absent is the zero time; null, strings and out-of-range numbers
-// are errors.
-func numericDate(raw json.RawMessage) (time.Time, error) {
-	if raw == nil {
-		return time.Time{}, nil
-	}
-	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return time.Time{}, errorf(ErrMalformed, "not a number")
-	}
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil || f < 0 || f > maxNumericDate || math.IsNaN(f) {
-		return time.Time{}, errorf(ErrMalformed, "not a date")
-	}
-	sec := math.Floor(f)
-	return time.Unix(int64(sec), int64((f-sec)*1e9)), nil
 }
 
 // validate applies the time, issuer and audience rules at now.

@@ -4,18 +4,21 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/json"
 )
 
 // Bounds on what a JWKS may hold. RSA keys under 2048 bits are refused as
-// too weak, over 8192 bits as a way to make every verification slow.
+// too weak; go-jose refuses moduli over 4096 bits (jose.MaxRSAModulusBits,
+// a process-wide setting left at its default) as a way to make every
+// verification slow.
 const (
 	minRSABits  = 2048
-	maxRSABits  = 8192
+	maxRSABits  = 4096
 	maxJWKSKeys = 100
 )
 
@@ -47,18 +50,19 @@ type keySet struct {
 
 // parseJWKS parses a JWKS document. Entries of other types or uses, and
 // malformed ones, are skipped (with a reason in skipped) rather than failing
-// the whole set; every entry sharing a kid with another is skipped as
-// ambiguous. A set with no usable key is an error.
+// the whole set, as RFC 7517 asks; every entry sharing a kid with another is
+// skipped as ambiguous. A set with no usable key is an error.
 func parseJWKS(b []byte) (*keySet, error) {
-	doc, err := decodeObject(b)
-	if err != nil {
-		return nil, fmt.Errorf("JWKS: %w", err)
+	var doc struct {
+		Keys *[]json.RawMessage `json:"keys"`
 	}
-	raw := doc["keys"]
-	var entries []json.RawMessage
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &entries) != nil {
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("JWKS: %s", quote(err.Error()))
+	}
+	if doc.Keys == nil {
 		return nil, errors.New("JWKS has no keys array")
 	}
+	entries := *doc.Keys
 	if len(entries) > maxJWKSKeys {
 		return nil, fmt.Errorf("JWKS has %d keys, more than %d", len(entries), maxJWKSKeys)
 	}
@@ -89,106 +93,65 @@ func parseJWKS(b []byte) (*keySet, error) {
 	return set, nil
 }
 
+// jwkPolicy is what parseJWK reads before go-jose sees an entry: go-jose
+// parses private keys too (it warns that its JWK decoder is not for
+// untrusted input for that reason), and has no use for use or key_ops.
+type jwkPolicy struct {
+	Kty    string    `json:"kty"`
+	Use    *string   `json:"use"`
+	KeyOps *[]string `json:"key_ops"`
+}
+
 // parseJWK parses one JWKS entry; an error says why it is not usable.
+// go-jose decodes the key material and checks an EC point is on its curve;
+// the rest is podcreds' policy: signing keys for RS256 or ES256 only, RSA
+// moduli of 2048–4096 bits with an odd exponent that fits 32 bits.
 func parseJWK(raw json.RawMessage) (*jwk, error) {
-	o, err := decodeObject(raw)
-	if err != nil {
-		return nil, err
+	var pol jwkPolicy
+	if err := json.Unmarshal(raw, &pol); err != nil {
+		return nil, fmt.Errorf("not a JWK: %s", quote(err.Error()))
 	}
-	k := &jwk{}
-	kty, _, err := o.str("kty")
-	if err != nil {
-		return nil, err
-	}
-	if k.kid, k.hasKid, err = o.str("kid"); err != nil {
-		return nil, err
-	}
-	if use, present, err := o.str("use"); err != nil || present && use != "sig" {
-		return nil, errors.New("use is not sig")
-	}
-	if ops, ok := o["key_ops"]; ok {
-		var list []string
-		if json.Unmarshal(ops, &list) != nil || !slices.Contains(list, "verify") {
-			return nil, errors.New("key_ops does not allow verify")
+	var private map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &private) // it parsed as an object just above
+	for _, name := range []string{"d", "p", "q", "dp", "dq", "qi", "k", "priv"} {
+		if _, ok := private[name]; ok {
+			return nil, errors.New("entry holds private key material")
 		}
 	}
-	if o.has("d") || o.has("p") || o.has("q") {
-		return nil, errors.New("entry holds private key material")
+	switch {
+	case pol.Kty != "RSA" && pol.Kty != "EC":
+		return nil, fmt.Errorf("kty %s is not supported", quote(pol.Kty))
+	case pol.Use != nil && *pol.Use != "sig":
+		return nil, errors.New("use is not sig")
+	case pol.KeyOps != nil && !slices.Contains(*pol.KeyOps, "verify"):
+		return nil, errors.New("key_ops does not allow verify")
 	}
-	if k.alg, _, err = o.str("alg"); err != nil {
-		return nil, err
+	var jk jose.JSONWebKey
+	if err := jk.UnmarshalJSON(raw); err != nil {
+		return nil, fmt.Errorf("%s key: %s", pol.Kty, quote(err.Error()))
 	}
-	switch kty {
-	case "RSA":
-		k.rsa, err = rsaKey(o)
-	case "EC":
-		k.ec, err = ecKey(o)
+	k := &jwk{kid: jk.KeyID, hasKid: jk.KeyID != "", alg: jk.Algorithm}
+	switch pub := jk.Key.(type) {
+	case *rsa.PublicKey:
+		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
+			return nil, fmt.Errorf("RSA modulus of %d bits is outside %d–%d", bits, minRSABits, maxRSABits)
+		}
+		if pub.E < 3 || pub.E > 1<<31-1 || pub.E%2 == 0 {
+			return nil, errors.New("RSA exponent is not an odd number from 3 to 2^31-1")
+		}
+		k.rsa = pub
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return nil, errors.New("crv is not P-256")
+		}
+		k.ec = pub
 	default:
-		return nil, fmt.Errorf("kty %s is not supported", quote(kty))
-	}
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s key of type %T is not usable", pol.Kty, jk.Key)
 	}
 	if want, ok := algKeyType[k.alg]; k.alg != "" && (!ok || want != k.keyType()) {
 		return nil, fmt.Errorf("alg %s is not supported for a %s key", quote(k.alg), k.keyType())
 	}
 	return k, nil
-}
-
-// member decodes a base64url member of a JWK.
-func member(o object, name string) ([]byte, error) {
-	s, present, err := o.str(name)
-	if err != nil || !present {
-		return nil, fmt.Errorf("%s is missing or not a string", name)
-	}
-	b, err := b64.DecodeString(s)
-	if err != nil || len(b) == 0 {
-		return nil, fmt.Errorf("%s is not base64url", name)
-	}
-	return b, nil
-}
-
-func rsaKey(o object) (*rsa.PublicKey, error) {
-	n, err := member(o, "n")
-	if err != nil {
-		return nil, err
-	}
-	e, err := member(o, "e")
-	if err != nil {
-		return nil, err
-	}
-	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n)}
-	if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
-		return nil, fmt.Errorf("RSA modulus of %d bits is outside %d–%d", bits, minRSABits, maxRSABits)
-	}
-	ev := new(big.Int).SetBytes(e)
-	if !ev.IsInt64() || ev.Int64() < 3 || ev.Int64() > 1<<31-1 || ev.Bit(0) == 0 {
-		return nil, errors.New("RSA exponent is not an odd number from 3 to 2^31-1")
-	}
-	pub.E = int(ev.Int64())
-	return pub, nil
-}
-
-func ecKey(o object) (*ecdsa.PublicKey, error) {
-	if crv, _, err := o.str("crv"); err != nil || crv != "P-256" {
-		return nil, errors.New("crv is not P-256")
-	}
-	x, err := member(o, "x")
-	if err != nil {
-		return nil, err
-	}
-	y, err := member(o, "y")
-	if err != nil {
-		return nil, err
-	}
-	if len(x) != 32 || len(y) != 32 {
-		return nil, errors.New("P-256 coordinates are not 32 bytes each")
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), slices.Concat([]byte{4}, x, y))
-	if err != nil {
-		return nil, errors.New("point is not on P-256")
-	}
-	return pub, nil
 }
 
 // find picks the key for a token. found is false only when the token names

@@ -1,16 +1,14 @@
 package oidc
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"crypto/sha256"
-	"math/big"
-	"slices"
+	"encoding/base64"
+	"errors"
 	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
-// Signature algorithms this package implements, for Options.AllowedAlgs.
+// Signature algorithms this package accepts, for Options.AllowedAlgs.
 // There are deliberately no others: none and the HMAC algorithms have no
 // place in tokens verified with an issuer's public keys.
 const (
@@ -44,23 +42,29 @@ func (t keyType) String() string {
 	return "unknown"
 }
 
-// algKeyType maps each implemented algorithm to the key type it needs.
+// algKeyType maps each accepted algorithm to the key type it needs.
 var algKeyType = map[string]keyType{RS256: keyRSA, ES256: keyEC}
 
-// jws is a compact JWS split and decoded, not yet verified.
+// b64 is base64url without padding and (Strict) without stray bits in the
+// last character, so that one token has exactly one spelling. go-jose
+// decodes leniently and signs its own re-encoding, so a token whose last
+// character carries stray bits would verify there: parseJWS checks the
+// spelling first.
+var b64 = base64.RawURLEncoding.Strict()
+
+// jws is a compact JWS parsed by go-jose, not yet verified.
 type jws struct {
 	alg    string
 	kid    string
 	hasKid bool
-	claims object
-	signed string // header.payload: the signing input
-	sig    []byte
+	sig    *jose.JSONWebSignature
 }
 
-// parseJWS splits and decodes a compact JWS and checks its header, alg
-// against allowed included. It trusts nothing and decides nothing about keys
-// or claims.
-func parseJWS(token string, allowed []string) (*jws, error) {
+// parseJWS refuses what podcreds refuses before go-jose sees the token (size,
+// anything but three canonical base64url parts), lets go-jose parse it under
+// the allow-list, then applies the header rules go-jose does not have. It
+// trusts nothing and decides nothing about keys or claims.
+func parseJWS(token string, allowed []jose.SignatureAlgorithm) (*jws, error) {
 	switch {
 	case token == "":
 		return nil, errorf(ErrMalformed, "empty token")
@@ -69,80 +73,63 @@ func parseJWS(token string, allowed []string) (*jws, error) {
 	case token[0] == '{':
 		return nil, errorf(ErrMalformed, "JWS JSON serialization is not accepted")
 	}
-	if n := strings.Count(token, ".") + 1; n != 3 {
-		return nil, errorf(ErrMalformed, "token has %d parts, want 3 (one compact JWS with one signature)", n)
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errorf(ErrMalformed, "token has %d parts, want 3 (one compact JWS with one signature)", len(parts))
 	}
-	last := strings.LastIndexByte(token, '.')
-	h, p, _ := strings.Cut(token[:last], ".")
-	hb, err := b64.DecodeString(h)
+	for i, name := range []string{"header", "payload", "signature"} {
+		if _, err := b64.DecodeString(parts[i]); err != nil {
+			return nil, errorf(ErrMalformed, "%s is not canonical base64url", name)
+		}
+	}
+	sig, err := jose.ParseSignedCompact(token, allowed)
 	if err != nil {
-		return nil, errorf(ErrMalformed, "header is not base64url")
+		var alg *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &alg) {
+			return nil, errorf(ErrAlgorithm, "alg %s is not allowed", quote(string(alg.Got)))
+		}
+		return nil, errorf(ErrMalformed, "not a compact JWS: %s", quote(err.Error()))
 	}
-	header, err := decodeObject(hb)
-	if err != nil {
-		return nil, errorf(ErrMalformed, "header: %v", err)
+	if parts[2] == "" {
+		return nil, errorf(ErrMalformed, "signature is missing")
 	}
-	t := &jws{signed: token[:last]}
-	if err := t.readHeader(header); err != nil {
+	h := sig.Signatures[0].Header // compact: exactly one signature
+	if err := checkHeader(h); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(allowed, t.alg) {
-		return nil, errorf(ErrAlgorithm, "alg %s is not allowed", quote(t.alg))
-	}
-	pb, err := b64.DecodeString(p)
-	if err != nil {
-		return nil, errorf(ErrMalformed, "payload is not base64url")
-	}
-	if t.claims, err = decodeObject(pb); err != nil {
-		return nil, errorf(ErrMalformed, "claims: %v", err)
-	}
-	if t.sig, err = b64.DecodeString(token[last+1:]); err != nil || len(t.sig) == 0 {
-		return nil, errorf(ErrMalformed, "signature is missing or not base64url")
-	}
-	return t, nil
+	return &jws{alg: h.Algorithm, kid: h.KeyID, hasKid: h.KeyID != "", sig: sig}, nil
 }
 
-func (t *jws) readHeader(h object) error {
-	var present bool
-	var err error
-	if t.alg, present, err = h.str("alg"); err != nil || !present {
-		return errorf(ErrMalformed, "header has no alg string")
+// checkHeader applies the header rules go-jose leaves to its callers: it
+// accepts crit naming b64, any typ and any cty.
+func checkHeader(h jose.Header) error {
+	if typ, present := h.ExtraHeaders[jose.HeaderType]; present {
+		if s, ok := typ.(string); !ok || !strings.EqualFold(s, "JWT") {
+			return errorf(ErrMalformed, "header typ is not JWT")
+		}
 	}
-	if t.kid, t.hasKid, err = h.str("kid"); err != nil {
-		return errorf(ErrMalformed, "header kid is not a string")
-	}
-	if typ, present, err := h.str("typ"); err != nil || present && !strings.EqualFold(typ, "JWT") {
-		return errorf(ErrMalformed, "header typ is not JWT")
-	}
-	if h.has("crit") {
+	if _, present := h.ExtraHeaders["crit"]; present {
 		return errorf(ErrMalformed, "header crit is not supported")
 	}
-	if h.has("cty") {
+	if _, present := h.ExtraHeaders[jose.HeaderContentType]; present {
 		return errorf(ErrMalformed, "header cty is not supported (no nested tokens)")
 	}
 	return nil
 }
 
-// verifySignature checks sig over signed with key k under alg. Key selection
-// has already matched alg to k's type; the checks here repeat it so that
-// this function alone can never verify with the wrong kind of key.
-func verifySignature(k *jwk, alg, signed string, sig []byte) error {
-	sum := sha256.Sum256([]byte(signed))
-	switch {
-	case alg == RS256 && k.rsa != nil:
-		if rsa.VerifyPKCS1v15(k.rsa, crypto.SHA256, sum[:], sig) != nil {
-			return errorf(ErrSignature, "RS256 signature does not verify with key %s", quote(k.kid))
-		}
-		return nil
-	case alg == ES256 && k.ec != nil:
-		if len(sig) != 64 {
-			return errorf(ErrSignature, "ES256 signature is %d bytes, want 64", len(sig))
-		}
-		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-		if !ecdsa.Verify(k.ec, sum[:], r, s) {
-			return errorf(ErrSignature, "ES256 signature does not verify with key %s", quote(k.kid))
-		}
-		return nil
+// verifySignature checks t's signature with key k. Key selection has
+// already matched t's alg to k's type; go-jose checks it again, so that
+// this function alone can never verify with the wrong kind of key. go-jose
+// answers one error for every failed check, so the message cannot say more.
+func verifySignature(k *jwk, t *jws) error {
+	var err error
+	if k.rsa != nil {
+		_, err = t.sig.Verify(k.rsa)
+	} else {
+		_, err = t.sig.Verify(k.ec)
 	}
-	return errorf(ErrAlgorithm, "alg %s does not fit key %s", quote(alg), quote(k.kid))
+	if err != nil {
+		return errorf(ErrSignature, "%s signature does not verify with key %s", t.alg, quote(k.kid))
+	}
+	return nil
 }

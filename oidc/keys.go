@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/json"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
@@ -163,16 +164,19 @@ func (s *keyStore) discover(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	doc, err := decodeObject(b)
-	if err != nil {
-		return "", errorf(ErrDiscovery, "%s: %v", where, err)
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
 	}
-	if iss, _, err := doc.str("issuer"); err != nil || iss != s.issuer {
-		return "", errorf(ErrDiscovery, "%s names issuer %s, want %s", where, quote(iss), quote(s.issuer))
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return "", errorf(ErrDiscovery, "%s: %s", where, quote(err.Error()))
 	}
-	raw, _, err := doc.str("jwks_uri")
-	u, perr := url.Parse(raw)
-	if err != nil || perr != nil || u.Scheme != "https" || u.Host == "" {
+	if doc.Issuer != s.issuer {
+		return "", errorf(ErrDiscovery, "%s names issuer %s, want %s", where, quote(doc.Issuer), quote(s.issuer))
+	}
+	raw := doc.JWKSURI
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return "", errorf(ErrDiscovery, "%s: jwks_uri %s is not an https URL", where, quote(raw))
 	}
 	return raw, nil

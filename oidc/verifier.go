@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 	"k8s.io/utils/clock"
 )
@@ -62,7 +62,7 @@ type Verifier struct {
 	audience string
 	leeway   time.Duration
 	clock    clock.PassiveClock
-	allowed  []string
+	allowed  []jose.SignatureAlgorithm
 	keys     *keyStore
 	results  *resultCache
 
@@ -91,14 +91,17 @@ func New(opts Options) (*Verifier, error) {
 		audience: opts.Audience,
 		leeway:   cmp.Or(opts.Leeway, DefaultLeeway),
 		clock:    opts.Clock,
-		allowed:  slices.Clone(opts.AllowedAlgs),
 		results:  newResultCache(cmp.Or(opts.CacheSize, DefaultCacheSize)),
 	}
 	if v.clock == nil {
 		v.clock = clock.RealClock{}
 	}
-	if len(v.allowed) == 0 {
-		v.allowed = []string{RS256, ES256}
+	algs := opts.AllowedAlgs
+	if len(algs) == 0 {
+		algs = []string{RS256, ES256}
+	}
+	for _, alg := range algs {
+		v.allowed = append(v.allowed, jose.SignatureAlgorithm(alg))
 	}
 	client := opts.HTTPClient
 	if client == nil {
@@ -154,7 +157,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := parseClaims(t.claims)
+	c, err := parseClaims(t.sig.UnsafePayloadWithoutVerification())
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +171,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	v.sigChecks.Add(1)
-	if err := verifySignature(k, t.alg, t.signed, t.sig); err != nil {
+	if err := verifySignature(k, t); err != nil {
 		return nil, err
 	}
 	return c, nil

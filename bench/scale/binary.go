@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -25,43 +26,19 @@ type binaryAgent struct {
 	url, metrics, ready string
 }
 
-// startBinary runs the agent for node; a memLimit above 0 sets its GOMEMLIMIT.
-func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeconfig, node string, memLimit int64) (*binaryAgent, error) {
+// startBinary runs the agent for node.
+func startBinary(ctx context.Context, env *testenv.Env, cfg memoryConfig, kubeconfig, node string) (*binaryAgent, error) {
 	listen, health, metrics := freeAddr(), freeAddr(), freeAddr()
 	name := "agent-" + node
-	if memLimit > 0 {
-		name += "-gomemlimit"
-	}
-	// A restart onto the same node appends to the same log.
-	log, err := os.OpenFile(filepath.Join(cfg.outDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.Create(filepath.Join(cfg.outDir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(log, "=== agent started %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(cfg.agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+listen, "--ecs-listen=none", "--health-listen="+health, "--metrics-listen="+metrics,
 		"--sts-endpoint="+env.STSEndpoint, "--rate-limit=0", "--log-level=warn")
-	if memLimit > 0 {
-		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%d", memLimit))
-	}
 	a := &binaryAgent{url: "http://" + listen + "/v1/credentials", metrics: "http://" + metrics + "/metrics", ready: "http://" + health + "/readyz"}
 	if err := a.start(ctx, cmd, log, name); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-// startFloor runs a variant of bench/scale/floor: its dependency set,
-// initialised, idle.
-func startFloor(ctx context.Context, cfg memoryConfig, fb floorBuild, kubeconfig string) (*binaryAgent, error) {
-	metrics := freeAddr()
-	log, err := os.Create(filepath.Join(cfg.outDir, filepath.Base(fb.bin)+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(fb.bin, "--kubeconfig="+kubeconfig, "--metrics-listen="+metrics)
-	a := &binaryAgent{metrics: "http://" + metrics + "/metrics", ready: "http://" + metrics + "/metrics"}
-	if err := a.start(ctx, cmd, log, fb.label); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -97,18 +74,82 @@ func (a *binaryAgent) start(ctx context.Context, cmd *exec.Cmd, log *os.File, no
 	}
 }
 
-// settledSample waits for background work to end, then samples.
-func (a *binaryAgent) settledSample(label string, pods, sas int, servedIn time.Duration) (memSample, error) {
+// settledSample waits for background work to end, has the agent collect
+// its garbage several times, then samples. The live heap is the least any
+// of those collections found: one that ran while a request or a watch event
+// was in flight counts what that work held too.
+func (a *binaryAgent) settledSample(label string, pods, entries int, servedIn time.Duration) (memSample, error) {
 	time.Sleep(2 * time.Second)
-	s, err := a.sample(label, pods, sas)
-	s.servedIn = servedIn
+	if err := a.waitEntries(entries); err != nil {
+		return memSample{}, err
+	}
+	live, err := a.collect(4)
+	if err != nil {
+		return memSample{}, err
+	}
+	s, err := a.sample(label, pods)
+	s.heapLive, s.servedIn = live, servedIn
 	return s, err
+}
+
+// waitEntries waits up to 30 s for the agent's credential cache to hold n
+// entries: the agent fetches for the pods it knows in the background.
+func (a *binaryAgent) waitEntries(n int) error {
+	var have float64
+	for range 300 {
+		body, err := httpGet(context.Background(), a.metrics)
+		if err != nil {
+			return err
+		}
+		if have, _ = textMetric(body, "podcreds_cache_entries"); have >= float64(n) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the agent holds %v credential entries after 30 s, want %d", have, n)
+}
+
+// collect makes the agent run n more garbage collections without touching
+// its state (each /metrics scrape allocates, so scrapes reach the heap goal)
+// and returns the least live heap they found. Bounded: an agent that does
+// not collect within 50 000 scrapes is an error.
+func (a *binaryAgent) collect(n float64) (float64, error) {
+	read := func() (count, live float64, err error) {
+		body, err := httpGet(context.Background(), a.metrics)
+		if err != nil {
+			return 0, 0, err
+		}
+		count, ok := textMetric(body, "go_gc_duration_seconds_count")
+		live, ok2 := textMetric(body, "go_gc_heap_live_bytes")
+		if !ok || !ok2 {
+			return 0, 0, fmt.Errorf("agent metrics lack go_gc_duration_seconds_count or go_gc_heap_live_bytes")
+		}
+		return count, live, nil
+	}
+	start, _, err := read()
+	if err != nil {
+		return 0, err
+	}
+	least := math.Inf(1)
+	for range 50_000 {
+		count, live, err := read()
+		if err != nil {
+			return 0, err
+		}
+		if count > start {
+			least = min(least, live)
+		}
+		if count >= start+n {
+			return least, nil
+		}
+	}
+	return 0, fmt.Errorf("the agent ran fewer than %v garbage collections in 50 000 scrapes of /metrics", n)
 }
 
 // sample reads the process's resident set from /proc and the Go heap from
 // the agent's own /metrics.
-func (a *binaryAgent) sample(label string, pods, sas int) (memSample, error) {
-	s := memSample{label: label, pods: pods, serviceAccounts: sas}
+func (a *binaryAgent) sample(label string, pods int) (memSample, error) {
+	s := memSample{label: label, pods: pods}
 	status, err := os.Open(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
 	if err != nil {
 		return s, err
@@ -139,10 +180,11 @@ func (a *binaryAgent) sample(label string, pods, sas int) (memSample, error) {
 		return s, fmt.Errorf("agent metrics: %w", err)
 	}
 	for name, v := range map[string]*float64{
-		"go_memstats_heap_alloc_bytes": &s.heapAlloc, "go_memstats_heap_inuse_bytes": &s.heapInuse,
+		"go_gc_heap_live_bytes": &s.heapLive, "go_memstats_heap_inuse_bytes": &s.heapInuse,
 		"go_goroutines": &s.goroutines, "podcreds_cache_entries": &s.entries, "podcreds_pods_indexed": &s.indexed,
 	} {
-		if *v, _ = textMetric(body, name); *v == 0 && name != "podcreds_cache_entries" && name != "podcreds_pods_indexed" {
+		var ok bool
+		if *v, ok = textMetric(body, name); !ok {
 			return s, fmt.Errorf("agent metrics lack %s", name)
 		}
 	}

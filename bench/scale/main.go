@@ -7,10 +7,12 @@
 //     and deleted on the node, in interleaved rounds;
 //   - soak: short-lived credentials refreshed over many cycles — nothing
 //     waits on STS, nothing expired is served, refreshes stay spread;
-//   - memory: the agent binary's RSS and heap with 250 and 1000 pods.
+//   - memory: the agent binary's RSS and live heap with 250 and 1000 pods,
+//     heap per pod and per credential entry, and what each library adds
+//     to the binary.
 //
 // It prints a table per scenario and a summary, and writes every figure to
-// a Markdown file and a PNG in -out. It exits 1 if a hard check fails (a
+// a Markdown file and a PNG (drawn with gonum.org/v1/plot) in -out. It exits 1 if a hard check fails (a
 // missed memory goal is reported, not failed).
 //
 //	go run ./bench/scale [-only storm,churn,soak,memory] [-agent bin/podcreds]
@@ -107,7 +109,8 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 	}
 	defer func() { _ = logger.Sync() }()
 
-	// The binary builds while the control plane starts.
+	// The binary builds, and its symbols are counted, while the control
+	// plane starts.
 	built := make(chan error, 1)
 	if selected["memory"] {
 		dir, err := os.MkdirTemp("", "podcreds-scale-")
@@ -115,17 +118,14 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 			return false, err
 		}
 		defer os.RemoveAll(dir)
-		mem.floors = floorBuilds(dir)
 		go func() {
 			var err error
-			for _, fb := range mem.floors {
-				if err = build(ctx, "./bench/scale/floor", fb.tags, fb.bin); err != nil {
-					break
-				}
-			}
-			if err == nil && mem.agentBin == "" {
+			if mem.agentBin == "" {
 				mem.agentBin = filepath.Join(dir, "podcreds")
-				err = build(ctx, "./cmd/podcreds", "", mem.agentBin)
+				err = build(ctx, "./cmd/podcreds", mem.agentBin)
+			}
+			if err == nil {
+				mem.libs, err = libraryCosts(ctx, "./cmd/podcreds", dir)
 			}
 			built <- err
 		}()
@@ -222,17 +222,26 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 	return failed(checks), errors.Join(errs...)
 }
 
-// build builds pkg of the module this runs in, with the build tags tags, to
-// path with the Makefile's recipe (static, stripped: what the image ships).
-func build(ctx context.Context, pkg, tags, path string) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return fmt.Errorf("run from the podcreds checkout, or pass -agent (go env GOMOD: %q, %v)", gomod, err)
+// build builds pkg of the module this runs in to path with the Makefile's
+// recipe (static, stripped: what the image ships).
+func build(ctx context.Context, pkg, path string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
 	}
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BUILD_PKG="+pkg, "BUILD_TAGS="+tags, "PODCREDS_BIN="+path)
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BUILD_PKG="+pkg, "PODCREDS_BIN="+path)
+	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
+}
+
+// moduleRoot is the directory of the podcreds checkout this runs in.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return "", fmt.Errorf("run from the podcreds checkout, or pass -agent (go env GOMOD: %q, %v)", gomod, err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(gomod))), nil
 }
 
 // fileLogger writes the in-process agents' warnings and errors to path, out

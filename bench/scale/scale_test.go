@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -212,25 +214,6 @@ func TestSoakAnalysis(t *testing.T) {
 	})
 }
 
-func TestNiceTicks(t *testing.T) {
-	tests := []struct {
-		name   string
-		lo, hi float64
-		want   []float64
-	}{
-		{"round steps of 20 over 0…100", 0, 100, []float64{0, 20, 40, 60, 80, 100}},
-		{"steps of 0.5 over 0…3", 0, 3, []float64{0, 0.5, 1, 1.5, 2, 2.5, 3}},
-		{"an empty range is its one value", 5, 5, []float64{5}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := niceTicks(tt.lo, tt.hi, 6); !slices.Equal(got, tt.want) {
-				t.Errorf("niceTicks(%v, %v) = %v, want %v", tt.lo, tt.hi, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestFiguresAreADecodablePNG(t *testing.T) {
 	start := time.Now()
 	ms := time.Millisecond
@@ -241,7 +224,9 @@ func TestFiguresAreADecodablePNG(t *testing.T) {
 			steady: loadgen.Series{Results: []loadgen.Result{{P99: 2 * ms}}}, churn: loadgen.Series{Results: []loadgen.Result{{P99: 3 * ms}}}},
 		soak: &soakResult{cfg: soakConfig{entries: 3, lifetime: 12 * time.Second}, agentStart: start, runStart: start.Add(time.Second),
 			runEnd: start.Add(4 * time.Second), runCalls: 3, binsPrefetch: []int{3, 0, 0, 0}, binsRefresh: []int{0, 1, 2, 0}},
-		// memory not run: its panel says so.
+		memory: &memoryResult{cfg: memoryConfig{pods: [2]int{250, 1000}}, perPod: 3000, perEntry: 9000, samples: []memSample{
+			{plot: "idle", rssAnon: 5 << 20, rssFile: 14 << 20, heapLive: 2 << 20},
+			{plot: "250", rssAnon: 8 << 20, rssFile: 15 << 20, heapLive: 4 << 20}}},
 	}
 	path := filepath.Join(t.TempDir(), "scale.png")
 	if err := writeFigures(path, r); err != nil {
@@ -347,40 +332,72 @@ func TestReadBinaryMaps(t *testing.T) {
 	}
 }
 
-func TestMemoryChecks(t *testing.T) {
+func TestMemoryFigures(t *testing.T) {
 	const mib = 1 << 20
-	r := &memoryResult{cfg: memoryConfig{serviceAccounts: 250, pods: [2]int{250, 1000}}, samples: []memSample{
-		{label: "floor", floor: 1, rss: 15 * mib},
-		{label: "floor without x", floor: 2, rss: 13 * mib},
-		{label: "idle", rss: 17 * mib},
-		{label: "250", pods: 250, rss: 19 * mib},
-		{label: "250 restarted", pods: 250, rss: 21 * mib},
-		{label: "250 limited", pods: 250, rss: 18 * mib, memLimit: 8 * mib},
-		{label: "1000", pods: 1000, rss: 30 * mib},
-	}}
-	got := map[string]check{}
-	for _, c := range r.checks() {
-		got[c.Figure] = c
+	sample := func(pods int, entries, live, rss float64) memSample {
+		return memSample{label: fmt.Sprint(pods), pods: pods, entries: entries, heapLive: live, rss: rss}
 	}
-	want := map[string]struct{ measuredHas, verdict string }{
-		"RSS (anon / file), floor":           {"15.0 MiB", ""},
-		"RSS (anon / file), floor without x": {"2.0 MiB below the whole floor", ""},
-		"RSS / heap in-use, 250":             {"4.0 MiB above the floor", "MEETS"},
-		"RSS / heap in-use, 250 restarted":   {"6.0 MiB above the floor", "MISSES"},
-		"RSS / heap in-use, 250 limited":     {"3.0 MiB above the floor", ""}, // a tuned run is not judged
-		"RSS / heap in-use, 1000":            {"15.0 MiB above the floor", ""},
-	}
-	if len(got) != len(want) {
-		t.Errorf("got %d checks, want %d: %v", len(got), len(want), got)
-	}
-	for fig, w := range want {
-		c, ok := got[fig]
-		if !ok {
-			t.Errorf("no check %q", fig)
-			continue
+	t.Run("heap per pod and per entry come from the two pairs of sizes", func(t *testing.T) {
+		var r memoryResult
+		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 250, 8*mib, 30*mib), sample(250, 50, 5*mib, 19*mib))
+		if want := float64(2*mib) / 750; r.perPod != want {
+			t.Errorf("per pod %v, want %v", r.perPod, want)
 		}
-		if !strings.Contains(c.Measured, w.measuredHas) || c.Verdict != w.verdict {
-			t.Errorf("%q: measured %q, verdict %q; want measured containing %q, verdict %q", fig, c.Measured, c.Verdict, w.measuredHas, w.verdict)
+		if want := float64(mib) / 200; r.perEntry != want {
+			t.Errorf("per entry %v, want %v", r.perEntry, want)
 		}
+		if c := r.checks()[0]; c.Verdict != "MEETS" || !strings.Contains(c.Measured, "30.0 MiB") {
+			t.Errorf("goal check %+v, want 30.0 MiB MEETS", c)
+		}
+	})
+	t.Run("an agent above the goal misses it", func(t *testing.T) {
+		var r memoryResult
+		r.derive(sample(250, 250, 6*mib, 20*mib), sample(1000, 250, 8*mib, 33*mib), sample(250, 50, 5*mib, 19*mib))
+		if c := r.checks()[0]; c.Verdict != "MISSES" {
+			t.Errorf("goal check %+v, want MISSES", c)
+		}
+	})
+}
+
+func TestSumByModule(t *testing.T) {
+	syms := []symbol{
+		{"k8s.io/client-go/rest.(*Request).Do", 500, true},
+		{"k8s.io/client-go/tools/cache.(*Reflector).ListAndWatch.func1", 250, true},
+		{"type:*k8s.io/apimachinery/pkg/types.UID", 200, false},
+		{"go:itab.*github.com/podcreds/podcreds/cache.entry,error", 100, false},
+		{"runtime.mallocgc", 200, true},
+		{"github.com/go-jose/go-jose/v4.ParseSignedCompact[...]", 50, true},
+	}
+	mods := []string{"k8s.io/client-go", "k8s.io/apimachinery", "github.com/podcreds/podcreds", "github.com/go-jose/go-jose/v4", "k8s.io/client-go"}
+	got := map[string]int64{}
+	// 1000 bytes without a symbol, shared by code: client-go has 750 of
+	// the 1000 bytes of code, the runtime 200, go-jose 50.
+	for _, l := range sumByModule(syms, 2300, mods) {
+		got[l.module] = l.bytes
+	}
+	want := map[string]int64{"k8s.io/client-go": 750 + 750, "k8s.io/apimachinery": 200, "github.com/podcreds/podcreds": 100,
+		"Go runtime and standard library": 200 + 200, "github.com/go-jose/go-jose/v4": 50 + 50}
+	if !maps.Equal(got, want) {
+		t.Errorf("sums %v, want %v", got, want)
+	}
+}
+
+func TestHeapTrend(t *testing.T) {
+	tests := []struct {
+		name   string
+		series []float64
+		flat   bool
+	}{
+		{"a level heap with noise is flat", []float64{10, 11, 10, 12, 10, 11, 10, 10, 11}, true},
+		{"a heap that shrinks is flat", []float64{12, 12, 12, 11, 11, 11, 10, 10, 10}, true},
+		{"a heap that climbs by a tenth is growing", []float64{10, 10, 10, 10.5, 10.5, 10.5, 11, 11, 11}, false},
+		{"too few samples are not called flat", []float64{10, 10}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := trendOf(tt.series).flat(); got != tt.flat {
+				t.Errorf("flat = %v, want %v (%v)", got, tt.flat, trendOf(tt.series))
+			}
+		})
 	}
 }

@@ -135,7 +135,9 @@ func runSoak(ctx context.Context, env *testenv.Env, logger *zap.Logger, cfg soak
 
 	fake := fakests.New(cfg.lifetime)
 	fake.SetLatency(cfg.latency)
-	rec := &recordingSTS{next: fake}
+	// Room for every call up front (a refresh at most every quarter
+	// lifetime), so the recording does not grow the heap during the run.
+	rec := &recordingSTS{next: fake, calls: make([]stsCall, 0, cfg.entries*(int(4*cfg.duration/cfg.lifetime)+8))}
 	pol := soakPolicy(cfg)
 	started := time.Now()
 	a, err := startInproc(ctx, env, logger, agentSpec{node: node, sts: rec, cache: pol.Options, timeScale: float64(time.Hour) / float64(cfg.lifetime)})
@@ -155,7 +157,11 @@ func runSoak(ctx context.Context, env *testenv.Env, logger *zap.Logger, cfg soak
 	waitedBefore := a.counter("podcreds_cache_requests_total", map[string]string{"result": "miss"}) +
 		a.counter("podcreds_cache_requests_total", map[string]string{"result": "coalesced"})
 
-	res.load = soakRequests(ctx, a.url, pods, cfg, pol.SafetyMargin)
+	runCtx, endRun := context.WithTimeout(ctx, cfg.duration)
+	heap := heapSeries(runCtx, time.Second)
+	res.load = soakRequests(runCtx, a.url, pods, cfg, pol.SafetyMargin)
+	endRun()
+	res.heap = trendOf(<-heap)
 	res.runEnd = time.Now()
 	res.waited = a.counter("podcreds_cache_requests_total", map[string]string{"result": "miss"}) +
 		a.counter("podcreds_cache_requests_total", map[string]string{"result": "coalesced"}) - waitedBefore
@@ -166,12 +172,10 @@ func runSoak(ctx context.Context, env *testenv.Env, logger *zap.Logger, cfg soak
 }
 
 // soakRequests has every pod ask perPodRate times a second, at a random
-// phase, over a kept-alive connection from its address, until the run's
-// duration is over, and checks every answer's Expiration against the moment
+// phase, over a kept-alive connection from its address, until ctx ends, and
+// checks every answer's Expiration against the moment
 // it arrived.
 func soakRequests(ctx context.Context, url string, pods []pod, cfg soakConfig, margin time.Duration) soakLoad {
-	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
-	defer cancel()
 	period := time.Duration(float64(time.Second) / cfg.perPodRate)
 	total := soakLoad{statuses: map[int]int{}, minRemaining: time.Duration(1<<63 - 1)}
 	var mu sync.Mutex
@@ -180,7 +184,10 @@ func soakRequests(ctx context.Context, url string, pods []pod, cfg soakConfig, m
 		wg.Go(func() {
 			c := podClient(p.IP, true)
 			defer c.CloseIdleConnections()
-			own := soakLoad{statuses: map[int]int{}, minRemaining: total.minRemaining}
+			// Room for every answer up front: the run's heap must not
+			// grow with the load's own records.
+			own := soakLoad{statuses: map[int]int{}, minRemaining: total.minRemaining,
+				latencies: make([]time.Duration, 0, int(cfg.duration.Seconds()*cfg.perPodRate)+4)}
 			phase := time.NewTimer(time.Duration(rand.Int64N(int64(period))))
 			select {
 			case <-phase.C:

@@ -37,6 +37,7 @@ type soakResult struct {
 	cycles                     []cycleStat
 	binsPrefetch, binsRefresh  []int // soakBin bins from agentStart
 	runMaxMean, uniformMaxMean float64
+	heap                       heapTrend // live heap of the process, first third of the run → last
 }
 
 // cycleStat describes the k-th refresh of every entry after warm-up.
@@ -234,5 +235,6 @@ func (r *soakResult) checks() []check {
 		{"soak", "STS calls vs entries × refreshes", fmt.Sprintf("%d in %d … %d", r.runCalls, r.plannedLo, r.plannedHi), "every entry on plan", verdict(r.scheduled())},
 		{"soak", "refresh spread cycle 1 → last", fmt.Sprintf("%s → %s (%d cycles)", firstSpread, lastSpread, len(r.cycles)), "no re-bunching", verdict(r.wavesDamp())},
 		{"soak", "per-second max/mean of STS calls", fmt.Sprintf("%.2f", r.runMaxMean), fmt.Sprintf("uniform %.2f", r.uniformMaxMean), ""},
+		{"soak", "live heap after warm-up, first third → last", r.heap.String(), fmt.Sprintf("growth ≤ %.0f %%", 100*heapGrowthLimit), verdict(r.heap.flat())},
 	}
 }
