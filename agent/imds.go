@@ -66,7 +66,7 @@ var (
 func (h *imdsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if !h.hosts.allows(r.Host) {
-		writeError(w, r, h.a.logger, h.stats, start, errHost)
+		writeError(w, r, h.a.logger, h.stats, start, h.hosts.refusal())
 		return
 	}
 	// Refuse anything but a plain, decoded path: no %-escapes, no dot

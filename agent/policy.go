@@ -41,6 +41,8 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 		switch {
 		case apierrors.IsNotFound(err):
 			a = resolved{expires: now.Add(r.negTTL)}
+		case apierrors.IsForbidden(err):
+			a = resolved{err: forbidden("get", "namespaces", "namespace "+namespace+", for its "+AllowedRolesAnnotation+" annotation", err), expires: now.Add(r.negTTL)}
 		case err != nil:
 			r.mu.Lock()
 			defer r.mu.Unlock()

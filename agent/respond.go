@@ -32,12 +32,13 @@ type errorBody struct {
 }
 
 // endpointStats holds one endpoint's pre-resolved metric children, so a
-// request does no label lookups.
+// request does no label lookups, and which of its refusals to log.
 type endpointStats struct {
 	name     string
 	ok       prometheus.Counter
 	duration prometheus.Observer
 	codes    *prometheus.CounterVec
+	refusals *refusalLog
 }
 
 func newEndpointStats(m *metrics.Metrics, name string) *endpointStats {
@@ -46,6 +47,7 @@ func newEndpointStats(m *metrics.Metrics, name string) *endpointStats {
 		ok:       m.HTTPRequests.WithLabelValues(name, "200"),
 		duration: m.HTTPDuration.WithLabelValues(name),
 		codes:    m.HTTPRequests,
+		refusals: newRefusalLog(),
 	}
 }
 
@@ -73,14 +75,27 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, stat
 	_, _ = w.Write(body)
 	stats.done(fe.Status, start)
 
-	level := zap.DebugLevel // final answers are the caller's business
+	// Every refusal is visible in default logs: the first of each source
+	// address and code per minute at info (warn when the agent or what it
+	// depends on is at fault), the rest at debug and counted in the next
+	// line. The reason is the message the client got; the cause may name
+	// more (an API server's answer), never a token or a credential.
+	level := zap.InfoLevel
 	if fe.Status >= 500 {
 		level = zap.WarnLevel
+	}
+	ip, _ := remoteIP(r.RemoteAddr)
+	admitted, suppressed := stats.refusals.admit(ip, fe.Code)
+	if !admitted {
+		level = zap.DebugLevel
 	}
 	if ce := logger.Check(level, "request refused"); ce != nil {
 		fields := []zap.Field{
 			zap.String("endpoint", stats.name), zap.String("remote", r.RemoteAddr),
 			zap.Int("status", fe.Status), zap.String("code", fe.Code), zap.String("reason", fe.Message),
+		}
+		if suppressed > 0 {
+			fields = append(fields, zap.Int("suppressedSinceLastLog", suppressed))
 		}
 		if fe.Err != nil {
 			fields = append(fields, zap.Error(fe.Err))

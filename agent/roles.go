@@ -159,13 +159,17 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 	case apierrors.IsNotFound(err):
 		return neg(failure.Final(http.StatusNotFound, "ServiceAccountNotFound",
 			fmt.Sprintf("serviceaccount %s/%s does not exist", namespace, name), err))
+	case apierrors.IsForbidden(err):
+		// A missing grant is the operator's to fix, not a pod's to retry;
+		// remembered only briefly, so a fixed ClusterRole takes effect soon.
+		return neg(forbidden("get", "serviceaccounts", "serviceaccount "+namespace+"/"+name+", for its role", err))
 	case err != nil:
 		return resolved{err: failure.Retriable("ServiceAccountLookupFailed",
 			fmt.Sprintf("cannot read serviceaccount %s/%s from the Kubernetes API", namespace, name), 0, err)}
 	}
 	role := strings.TrimSpace(sa.Annotations[RoleAnnotation])
 	if role != "" && !validARN(role) {
-		return neg(failure.Final(http.StatusNotFound, "InvalidRole",
+		return neg(failure.Final(http.StatusBadRequest, "InvalidRole",
 			fmt.Sprintf("serviceaccount %s/%s: annotation %s is not an ARN: %q", namespace, name, RoleAnnotation, role), nil))
 	}
 	key := cache.Key{Namespace: namespace, ServiceAccount: name, RoleARN: role, Audience: r.defaultAudience, TokenExpiration: r.defaultExpiry}
@@ -175,7 +179,7 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 	if v := strings.TrimSpace(sa.Annotations[TokenExpirationAnnotation]); v != "" {
 		secs, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || time.Duration(secs)*time.Second < MinTokenExpiration || secs > 48*3600 {
-			return neg(failure.Final(http.StatusNotFound, "InvalidTokenExpiration",
+			return neg(failure.Final(http.StatusBadRequest, "InvalidTokenExpiration",
 				fmt.Sprintf("serviceaccount %s/%s: annotation %s must be whole seconds from 600 to 172800, got %q", namespace, name, TokenExpirationAnnotation, v), nil))
 		}
 		key.TokenExpiration = time.Duration(secs) * time.Second
@@ -185,4 +189,14 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 		expires = now.Add(r.negTTL) // so a newly annotated ServiceAccount works soon
 	}
 	return resolved{key: key, expires: expires}
+}
+
+// forbidden is the answer when the API server refuses the agent's own
+// request: the agent's RBAC role lacks a grant. It is final (retrying cannot
+// add the grant; SDKs would retry a 503 forever) and names the verb and
+// resource the role needs, so whoever reads it knows what to add.
+func forbidden(verb, resource, what string, err error) error {
+	return failure.Final(http.StatusForbidden, "AgentForbidden", fmt.Sprintf(
+		"the Kubernetes API server forbids podcreds to %s %s (%s): grant %s on %s in the agent's ClusterRole, as deploy/rbac.yaml does",
+		verb, resource, what, verb, resource), err)
 }

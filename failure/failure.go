@@ -74,13 +74,14 @@ func TooManyRequests(retryAfter time.Duration) *Error {
 
 // From returns the *Error in err's chain, or a generic retriable internal
 // error for anything unclassified (an unknown failure should make the client
-// come back, not give up for good).
+// come back, not give up for good). It is a 503 like every other
+// InternalError, so one code always has one status.
 func From(err error) *Error {
 	var fe *Error
 	if errors.As(err, &fe) {
 		return fe
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: "internal error", RetryAfter: DefaultRetryAfter, Err: err}
+	return Retriable("InternalError", "internal error in the agent; it is logged at warn level with the cause", 0, err)
 }
 
 // IsRetriable reports whether err (classified or not) may succeed later.
