@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -21,15 +20,6 @@ var (
 	textContentType = []string{"text/plain; charset=utf-8"}
 	noStore         = []string{"no-store"}
 )
-
-// errorBody carries the message under both spellings: Go v2 reads
-// code/message, JS v3 reads Code/Message.
-type errorBody struct {
-	LowerCode    string `json:"code"`
-	LowerMessage string `json:"message"`
-	Code         string `json:"Code"`
-	Message      string `json:"Message"`
-}
 
 // endpointStats holds one endpoint's pre-resolved metric children, so a
 // request does no label lookups, and which of its refusals to log.
@@ -70,9 +60,8 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, stat
 	if fe.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
 	}
-	body, _ := json.Marshal(errorBody{fe.Code, fe.Message, fe.Code, fe.Message})
 	w.WriteHeader(fe.Status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(fe.Body())
 	stats.done(fe.Status, start)
 
 	// Every refusal is visible in default logs: the first of each source

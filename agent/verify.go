@@ -57,7 +57,7 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
-			return nil, failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys", 0, err)
+			return nil, failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys (the issuer's OIDC discovery or JWKS) to verify the presented token; retrying", 0, err)
 		}
 		return nil, failure.Final(http.StatusUnauthorized, "InvalidToken", invalidTokenReason(err), err)
 	}

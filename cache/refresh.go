@@ -12,7 +12,7 @@ import (
 
 // errTooShort answers for credentials that came back, or aged while a caller
 // waited, with no more than SafetyMargin left.
-var errTooShort = failure.Retriable("CredentialsExpireTooSoon", "the credentials obtained expire too soon", 0, nil)
+var errTooShort = failure.Retriable("CredentialsExpireTooSoon", "the credentials STS returned expire too soon to hand out (a clock skew between the node and STS, or a role session shorter than the refresh margin); retrying", 0, nil)
 
 // backgroundKey marks the context of a fetch nobody is waiting for.
 type backgroundKey struct{}

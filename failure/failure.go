@@ -9,6 +9,7 @@
 package failure
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -37,6 +38,22 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// body carries the code and message under both spellings: Go v2 reads
+// code/message, JS v3 reads Code/Message.
+type body struct {
+	LowerCode    string `json:"code"`
+	LowerMessage string `json:"message"`
+	Code         string `json:"Code"`
+	Message      string `json:"Message"`
+}
+
+// Body is the JSON the caller is answered with: the code and the safe
+// message, never the cause.
+func (e *Error) Body() []byte {
+	b, _ := json.Marshal(body{e.Code, e.Message, e.Code, e.Message})
+	return b
+}
 
 // Retriable reports whether asking again later can succeed. Retriable errors
 // are answered with 5xx so that every SDK (Java v2 retries only 5xx) retries.
@@ -69,7 +86,7 @@ func Final(status int, code, message string, err error) *Error {
 // retryAfter (rounded up to whole seconds on the wire).
 func TooManyRequests(retryAfter time.Duration) *Error {
 	return &Error{Status: http.StatusTooManyRequests, Code: "TooManyRequests",
-		Message: "too many requests from this address", RetryAfter: max(retryAfter, time.Second)}
+		Message: "too many requests from this address (the agent's per-address --rate-limit); retry after Retry-After", RetryAfter: max(retryAfter, time.Second)}
 }
 
 // From returns the *Error in err's chain, or a generic retriable internal

@@ -63,7 +63,7 @@ func (b *Budget) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRo
 		case <-ctx.Done():
 			t.Stop()
 			r.Cancel()
-			return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, ctx.Err())
+			return nil, failure.Retriable("STSBudgetExhausted", "this node's STS request budget (--sts-rate, --sts-burst; halved while STS throttles) is spent; retry shortly", 0, ctx.Err())
 		}
 	}
 	out, err := b.next.AssumeRoleWithWebIdentity(ctx, in, opts...)
@@ -74,7 +74,7 @@ func (b *Budget) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRo
 // maxBudgetWait is the longest a call queues for the budget.
 const maxBudgetWait = 2 * time.Second
 
-var errBudgetSpent = failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, nil)
+var errBudgetSpent = failure.Retriable("STSBudgetExhausted", "this node's STS request budget (--sts-rate, --sts-burst; halved while STS throttles) is spent; retry shortly", 0, nil)
 
 // Limit is the current allowed rate, for tests and metrics.
 func (b *Budget) Limit() float64 { return float64(b.limiter.Limit()) }
