@@ -210,7 +210,7 @@ func checkExample(t *testing.T, d *appsv1.Deployment, sa *corev1.ServiceAccount)
 			for _, s := range v.Projected.Sources {
 				if tok := s.ServiceAccountToken; tok != nil && tok.Path == rel {
 					if tok.Audience != "podcreds" || tok.ExpirationSeconds == nil || *tok.ExpirationSeconds != 3600 {
-						t.Fatalf("projected token %+v, want audience podcreds (the agent's --token-audience), expirationSeconds 3600", tok)
+						t.Fatalf("projected token %+v, want audience podcreds (the agent's --pod-token-audience), expirationSeconds 3600", tok)
 					}
 					return
 				}
