@@ -205,9 +205,10 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs := flagSet(c, &logLevel, true)
 
 	// Parse past a bad flag to find the others: flag stops at the first,
-	// leaving the arguments after it.
+	// leaving the arguments after it (or, for bad syntax such as "---x",
+	// leaving it in place: then skip it, or this would never end).
 	var errs []error
-	for rest := args; ; rest = fs.Args() {
+	for rest := args; ; {
 		err := fs.Parse(rest)
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -216,6 +217,11 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 			break
 		}
 		errs = append(errs, err)
+		if next := fs.Args(); len(next) < len(rest) {
+			rest = next
+		} else {
+			rest = rest[1:]
+		}
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q (flags are -name=value)", fs.Args()))

@@ -81,6 +81,7 @@ func TestParseConfig(t *testing.T) {
 		{"verification required cannot serve IMDS", []string{"--token-verification=required", "--imds-listen=127.0.0.1:1"}, "-token-verification"},
 		{"an account ID must have 12 digits", []string{"--allowed-accounts=1234"}, "-allowed-accounts"},
 		{"an STS region must be a region name", []string{"--sts-region=mars"}, "-sts-region"},
+		{"bad flag syntax is reported and parsing goes on past it", []string{"---x", "--log-format=xml"}, "-log-format"},
 		{"an STS region must be spelled as AWS does", []string{"--sts-region=us-east1"}, "-sts-region"},
 		{"two listeners on one address name both flags", []string{"--listen=127.0.0.1:8090"}, "-listen 127.0.0.1:8090 and -health-listen 127.0.0.1:8090"},
 		{"one listener's address given twice is refused", []string{"--listen=127.0.0.1:1", "--listen=127.0.0.1:1"}, "-listen names 127.0.0.1:1 and 127.0.0.1:1"},
@@ -296,4 +297,40 @@ func runMain(t *testing.T, args, node string, want int) string {
 		t.Fatalf("%q exited %d, want %d; output:\n%s", args, code, want, out)
 	}
 	return string(out)
+}
+
+// FuzzParseConfig: whatever a user types, parseConfig answers with a
+// configuration or an error listing problems, never a panic, and a
+// configuration it accepts passes its own checks.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"--node-name=n",
+		"--node-name=n --listen=none --ecs-listen=127.0.0.1:0",
+		"--credential-duration=20m --refresh-before=1h --sts-region=mars",
+		"--no-such-flag --rate-limit fast extra",
+		"--audience=a --sts-token-audience=b --token-verification=required --imds-listen=[::]:80",
+		"-h",
+	} {
+		f.Add(seed, "NODE_NAME=x PODCREDS_TOKEN_AUDIENCE=y")
+	}
+	f.Fuzz(func(t *testing.T, args, environment string) {
+		vars := map[string]string{}
+		for _, kv := range strings.Fields(environment) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				vars[k] = v
+			}
+		}
+		c, err := parseConfig(strings.Fields(args), env(vars))
+		if err != nil {
+			for _, p := range problems(err) {
+				if p == "" {
+					t.Fatalf("an empty problem in %q", err)
+				}
+			}
+			return
+		}
+		if err := c.validate(); err != nil {
+			t.Fatalf("accepted a configuration its checks refuse: %v", err)
+		}
+	})
 }
