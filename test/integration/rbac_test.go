@@ -72,7 +72,7 @@ func bindShippedRole(ctx context.Context, t *testing.T, ns string) *shippedRole 
 		t.Fatal(err)
 	}
 	s := &shippedRole{t: t, role: &role, config: cfg, as: as}
-	s.waitFor(ctx, "get", "namespaces", "", true)
+	s.waitFor(ctx, "list", "pods", "", true)
 	return s
 }
 
