@@ -103,4 +103,3 @@ func TestRefusalLogIsBounded(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-

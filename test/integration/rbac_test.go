@@ -45,7 +45,9 @@ func bindShippedRole(ctx context.Context, t *testing.T, ns string) *shippedRole 
 	if _, err := env.Client.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Client.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
+	})
 	if _, err := env.CreateServiceAccount(ctx, ns, "podcreds", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +305,3 @@ func mustRead(t *testing.T, c *http.Client, req *http.Request, want int) []byte 
 	}
 	return b
 }
-

@@ -19,8 +19,9 @@ import (
 	"github.com/podcreds/podcreds/failure"
 )
 
-// Refusal is one answer to check: Name says in words when it is given.
-type Refusal struct {
+// Refusal is one answer to check: Name says in words when it is given. It
+// is an unnamed struct type so that tables of them read as {name, err}.
+type Refusal = struct {
 	Name string
 	Err  error
 }
