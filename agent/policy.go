@@ -103,7 +103,7 @@ func (r *RoleResolver) checkAccount(role string) error {
 		return nil
 	}
 	return failure.Final(http.StatusForbidden, "AccountNotAllowed",
-		fmt.Sprintf("role %s is not in an account this agent may serve", role), nil)
+		fmt.Sprintf("role %s is not in an account this agent may serve (its --allowed-accounts): use a role of an allowed account", role), nil)
 }
 
 // accountOf returns the account field of an ARN (arn:partition:service:

@@ -93,7 +93,8 @@ func (r *RoleResolver) Resolve(ctx context.Context, pod *Pod) (cache.Key, error)
 		key.RoleARN = pod.RoleARN
 	} else if key.RoleARN == "" {
 		return cache.Key{}, failure.Final(http.StatusNotFound, "NoRole",
-			fmt.Sprintf("serviceaccount %s/%s has no %s annotation", pod.Namespace, pod.ServiceAccount, RoleAnnotation), nil)
+			fmt.Sprintf("serviceaccount %s/%s has no %s annotation: annotate it with the IAM role's ARN (or let the pod pick one with %s, if its namespace allows)",
+				pod.Namespace, pod.ServiceAccount, RoleAnnotation, PodRoleAnnotation), nil)
 	}
 	if err := r.checkAccount(key.RoleARN); err != nil {
 		return cache.Key{}, err
@@ -158,7 +159,7 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 	switch {
 	case apierrors.IsNotFound(err):
 		return neg(failure.Final(http.StatusNotFound, "ServiceAccountNotFound",
-			fmt.Sprintf("serviceaccount %s/%s does not exist", namespace, name), err))
+			fmt.Sprintf("serviceaccount %s/%s does not exist: create it, or run the pod as one that does", namespace, name), err))
 	case apierrors.IsForbidden(err):
 		// A missing grant is the operator's to fix, not a pod's to retry;
 		// remembered only briefly, so a fixed ClusterRole takes effect soon.

@@ -54,7 +54,7 @@ func classifyTokenError(err error, spec TokenSpec) error {
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		// For example: the pod does not run as this ServiceAccount.
 		return failure.Final(http.StatusForbidden, "TokenRequestRejected",
-			"the API server rejected the token request for "+sa+" bound to "+pod, err)
+			"the API server rejected the token request for "+sa+" bound to "+pod+" (does the pod run as that ServiceAccount?); the agent's log has the API server's reason", err)
 	case apierrors.IsTooManyRequests(err):
 		return failure.Retriable("Throttled",
 			"the API server is throttling token requests (for "+sa+")", retryAfter, err)
