@@ -80,6 +80,16 @@ func NewPodIndex(client kube.Client, node string, wait time.Duration, logger *za
 	}
 	idx.informer = toolscache.NewSharedIndexInformer(lw, &kube.Pod{}, 0, toolscache.Indexers{})
 	_ = idx.informer.SetTransform(trimPod) // fails only once the informer runs
+	// A missing grant would otherwise only show in klog's output, while the
+	// agent stays unready: say in the agent's own log what to grant.
+	_ = idx.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *toolscache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			idx.logger.Error("the Kubernetes API server forbids podcreds to list or watch the pods of its node, so it cannot become ready:"+
+				" grant list and watch on pods in the agent's ClusterRole, as deploy/rbac.yaml does", zap.String("node", node), zap.Error(err))
+			return
+		}
+		toolscache.DefaultWatchErrorHandler(ctx, r, err)
+	})
 	_, _ = idx.informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { idx.upsert(obj) },
 		UpdateFunc: func(old, obj any) {
