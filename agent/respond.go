@@ -73,6 +73,9 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, stat
 	if fe.Status >= 500 {
 		level = zap.WarnLevel
 	}
+	if !logger.Core().Enabled(level) {
+		return // an agent logging less (--log-level=warn) pays nothing here
+	}
 	ip, _ := remoteIP(r.RemoteAddr)
 	admitted, suppressed := stats.refusals.admit(ip, fe.Code)
 	if !admitted {
