@@ -57,9 +57,9 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
-			return nil, failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys (the issuer's OIDC discovery or JWKS) to verify the presented token; retrying", 0, err)
+			return nil, keysUnavailable(err)
 		}
-		return nil, failure.Final(http.StatusUnauthorized, "InvalidToken", invalidTokenReason(err), err)
+		return nil, invalidToken(err)
 	}
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
 		if p.Deleting || p.Phase != kube.PodRunning {
@@ -104,4 +104,15 @@ func invalidTokenReason(err error) string {
 		}
 	}
 	return fmt.Sprintf("the presented ServiceAccount token is not valid (%v)", err)
+}
+
+// keysUnavailable answers when the issuer's keys cannot be fetched: the
+// token may be fine, so the client should come back.
+func keysUnavailable(err error) error {
+	return failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys (the issuer's OIDC discovery or JWKS) to verify the presented token; retrying", 0, err)
+}
+
+// invalidToken answers a presented token that failed verification.
+func invalidToken(err error) error {
+	return failure.Final(http.StatusUnauthorized, "InvalidToken", invalidTokenReason(err), err)
 }
