@@ -44,7 +44,7 @@ func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, err
 		return nil, errMethod
 	}
 	if !h.hosts.allows(r.Host) {
-		return nil, errHost
+		return nil, h.hosts.refusal()
 	}
 	if !h.anyPath && r.URL.Path != h.a.opts.CredentialsPath {
 		return nil, errPath
@@ -121,8 +121,7 @@ func remoteIP(remote string) (netip.Addr, bool) {
 
 // Fixed refusals, built once.
 var (
-	errMethod = failure.Final(http.StatusMethodNotAllowed, "MethodNotAllowed", "only GET is served here", nil)
-	errHost   = failure.Final(http.StatusForbidden, "HostNotAllowed", "the Host header does not name this agent", nil)
-	errPath   = failure.Final(http.StatusNotFound, "NotFound", "no such path", nil)
-	errRemote = failure.Final(http.StatusBadRequest, "BadRemoteAddress", "cannot parse the caller's address", nil)
+	errMethod = failure.Final(http.StatusMethodNotAllowed, "MethodNotAllowed", "method not served here: credentials are read with GET (or HEAD); an IMDS session token is asked for with PUT /latest/api/token", nil)
+	errPath   = failure.Final(http.StatusNotFound, "NotFound", "no such path on this listener: it serves credentials at --credentials-path only (default /v1/credentials); the ECS address 169.254.170.2 serves every path", nil)
+	errRemote = failure.Final(http.StatusBadRequest, "BadRemoteAddress", "cannot parse the caller's address, so the caller cannot be identified", nil)
 )

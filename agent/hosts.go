@@ -2,8 +2,12 @@ package agent
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+
+	"github.com/podcreds/podcreds/failure"
 )
 
 // hostSet is the Host header values a listener accepts. Checking Host defeats
@@ -35,6 +39,19 @@ func hostsFor(listen string) (hostSet, error) {
 		add("localhost")
 	}
 	return hs, nil
+}
+
+// refusal is the answer to a Host this listener does not accept: it lists
+// the ones it does, so a client configured with a name (or a proxy that
+// rewrites Host) learns what to use instead.
+func (hs hostSet) refusal() error {
+	accepted := make([]string, 0, len(hs))
+	for h := range hs {
+		accepted = append(accepted, h)
+	}
+	slices.Sort(accepted)
+	return failure.Final(http.StatusForbidden, "HostNotAllowed", "the Host header does not name this agent (a defence against DNS rebinding); this listener accepts Host "+
+		strings.Join(accepted, ", ")+": use the address itself in the URL", nil)
 }
 
 // allows reports whether a Host header names this listener. Host values are

@@ -57,16 +57,16 @@ type imdsHandler struct {
 var (
 	errIMDSForwarded = failure.Final(http.StatusForbidden, "Forbidden", "token requests may not carry X-Forwarded-For", nil)
 	errIMDSTTL       = failure.Final(http.StatusBadRequest, "BadRequest", imdsTokenTTLReason, nil)
-	errIMDSNoToken   = failure.Final(http.StatusUnauthorized, imdsUnauthorized, "an IMDSv2 session token is required", nil)
-	errIMDSNotFound  = failure.Final(http.StatusNotFound, "NotFound", "not found", nil)
-	errIMDSRole      = failure.Final(http.StatusNotFound, "NotFound", "no such role for this pod", nil)
-	errIMDSZone      = failure.Final(http.StatusNotFound, "NotFound", "no availability zone configured", nil)
+	errIMDSNoToken   = failure.Final(http.StatusUnauthorized, imdsUnauthorized, "an IMDSv2 session token is required (--imds-tokens=required): PUT /latest/api/token first, as current SDKs do", nil)
+	errIMDSNotFound  = failure.Final(http.StatusNotFound, "NotFound", "not found: this endpoint serves only the instance-metadata paths SDKs use for credentials and region, and never forwards to the node's IMDS", nil)
+	errIMDSRole      = failure.Final(http.StatusNotFound, "NotFound", "no such role for this pod: iam/security-credentials/ lists the one it has", nil)
+	errIMDSZone      = failure.Final(http.StatusNotFound, "NotFound", "no availability zone configured (--imds-availability-zone)", nil)
 )
 
 func (h *imdsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if !h.hosts.allows(r.Host) {
-		writeError(w, r, h.a.logger, h.stats, start, errHost)
+		writeError(w, r, h.a.logger, h.stats, start, h.hosts.refusal())
 		return
 	}
 	// Refuse anything but a plain, decoded path: no %-escapes, no dot
@@ -151,7 +151,7 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
 	}
 	ip, _ := remoteIP(r.RemoteAddr)
 	if err := h.tokens.check(v[0], h.a.opts.Clock.Now(), ip, pod.UID); err != nil {
-		return failure.Final(http.StatusUnauthorized, imdsUnauthorized, "invalid IMDSv2 session token", err)
+		return failure.Final(http.StatusUnauthorized, imdsUnauthorized, "invalid IMDSv2 session token: it is expired, of another pod or of an earlier agent process; get a new one with PUT /latest/api/token", err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -79,6 +80,16 @@ func NewPodIndex(client kube.Client, node string, wait time.Duration, logger *za
 	}
 	idx.informer = toolscache.NewSharedIndexInformer(lw, &kube.Pod{}, 0, toolscache.Indexers{})
 	_ = idx.informer.SetTransform(trimPod) // fails only once the informer runs
+	// A missing grant would otherwise only show in klog's output, while the
+	// agent stays unready: say in the agent's own log what to grant.
+	_ = idx.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *toolscache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			idx.logger.Error("the Kubernetes API server forbids podcreds to list or watch the pods of its node, so it cannot become ready:"+
+				" grant list and watch on pods in the agent's ClusterRole, as deploy/rbac.yaml does", zap.String("node", node), zap.Error(err))
+			return
+		}
+		toolscache.DefaultWatchErrorHandler(ctx, r, err)
+	})
 	_, _ = idx.informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { idx.upsert(obj) },
 		UpdateFunc: func(old, obj any) {
@@ -286,6 +297,9 @@ func (idx *PodIndex) lookupAPI(ctx context.Context, ip netip.Addr) (*Pod, error)
 			fields.OneTermEqualSelector("status.podIP", ip.String()),
 		).String()
 		list, err := idx.client.ListPods(cctx, metav1.ListOptions{FieldSelector: sel})
+		if apierrors.IsForbidden(err) {
+			return nil, failure.Forbidden("list", "pods", "pods on node "+idx.node+" at "+ip.String(), err)
+		}
 		if err != nil {
 			return nil, failure.Retriable("PodLookupFailed", "cannot reach the Kubernetes API to identify the caller", 0, err)
 		}
@@ -297,7 +311,7 @@ func (idx *PodIndex) lookupAPI(ctx context.Context, ip netip.Addr) (*Pod, error)
 		}
 		switch len(live) {
 		case 0:
-			return nil, unknown(ip)
+			return nil, unknown(ip, idx.node)
 		case 1:
 			return live[0], nil
 		default:
@@ -315,8 +329,14 @@ func (idx *PodIndex) lookupAPI(ctx context.Context, ip netip.Addr) (*Pod, error)
 	}
 }
 
-func unknown(ip netip.Addr) error {
-	return failure.Final(http.StatusNotFound, "PodNotFound", ip.String()+" is not a pod on this node", ErrUnknownCaller)
+// unknown is the answer for an address no identifiable pod of this node has.
+// It lists what commonly causes that, since the caller usually is a pod and
+// cannot see why it is a stranger.
+func unknown(ip netip.Addr, node string) error {
+	return failure.Final(http.StatusNotFound, "PodNotFound", ip.String()+" is not a pod on this node ("+node+
+		") that can be identified by its address. Common causes: a hostNetwork pod that sent no projected token"+
+		" (set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE); SNAT, a proxy or a service-mesh sidecar between the pod and"+
+		" the agent, so the request comes from another address; a pod on another node; a pod that has finished", ErrUnknownCaller)
 }
 
 func ambiguous(ip netip.Addr, pods []*Pod) error {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -22,22 +21,14 @@ var (
 	noStore         = []string{"no-store"}
 )
 
-// errorBody carries the message under both spellings: Go v2 reads
-// code/message, JS v3 reads Code/Message.
-type errorBody struct {
-	LowerCode    string `json:"code"`
-	LowerMessage string `json:"message"`
-	Code         string `json:"Code"`
-	Message      string `json:"Message"`
-}
-
 // endpointStats holds one endpoint's pre-resolved metric children, so a
-// request does no label lookups.
+// request does no label lookups, and which of its refusals to log.
 type endpointStats struct {
 	name     string
 	ok       prometheus.Counter
 	duration prometheus.Observer
 	codes    *prometheus.CounterVec
+	refusals *refusalLog
 }
 
 func newEndpointStats(m *metrics.Metrics, name string) *endpointStats {
@@ -46,6 +37,7 @@ func newEndpointStats(m *metrics.Metrics, name string) *endpointStats {
 		ok:       m.HTTPRequests.WithLabelValues(name, "200"),
 		duration: m.HTTPDuration.WithLabelValues(name),
 		codes:    m.HTTPRequests,
+		refusals: newRefusalLog(),
 	}
 }
 
@@ -68,19 +60,34 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, stat
 	if fe.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
 	}
-	body, _ := json.Marshal(errorBody{fe.Code, fe.Message, fe.Code, fe.Message})
 	w.WriteHeader(fe.Status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(fe.Body())
 	stats.done(fe.Status, start)
 
-	level := zap.DebugLevel // final answers are the caller's business
+	// Every refusal is visible in default logs: the first of each source
+	// address and code per minute at info (warn when the agent or what it
+	// depends on is at fault), the rest at debug and counted in the next
+	// line. The reason is the message the client got; the cause may name
+	// more (an API server's answer), never a token or a credential.
+	level := zap.InfoLevel
 	if fe.Status >= 500 {
 		level = zap.WarnLevel
+	}
+	if !logger.Core().Enabled(level) {
+		return // an agent logging less (--log-level=warn) pays nothing here
+	}
+	ip, _ := remoteIP(r.RemoteAddr)
+	admitted, suppressed := stats.refusals.admit(ip, fe.Code)
+	if !admitted {
+		level = zap.DebugLevel
 	}
 	if ce := logger.Check(level, "request refused"); ce != nil {
 		fields := []zap.Field{
 			zap.String("endpoint", stats.name), zap.String("remote", r.RemoteAddr),
 			zap.Int("status", fe.Status), zap.String("code", fe.Code), zap.String("reason", fe.Message),
+		}
+		if suppressed > 0 {
+			fields = append(fields, zap.Int("suppressedSinceLastLog", suppressed))
 		}
 		if fe.Err != nil {
 			fields = append(fields, zap.Error(fe.Err))

@@ -63,9 +63,9 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip, local netip.Addr, tok
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
-			return nil, failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys", 0, err)
+			return nil, keysUnavailable(err)
 		}
-		return nil, failure.Final(http.StatusUnauthorized, "InvalidToken", "the presented ServiceAccount token is not valid", err)
+		return nil, invalidToken(err)
 	}
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
 		if p.Deleting || p.Phase != kube.PodRunning {
@@ -116,4 +116,43 @@ func localIP(r *http.Request) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// tokenChecks names, for each way a presented token can fail, the check and
+// what usually fixes it. The oidc package's messages name claims and
+// expected values, never the token, so they are safe to pass on.
+var tokenChecks = []struct {
+	err        error
+	check, fix string
+}{
+	{oidc.ErrAudience, "audience", "project the token with the audience this agent expects (--pod-token-audience, default podcreds), not sts.amazonaws.com"},
+	{oidc.ErrIssuer, "issuer", "the token must come from this cluster's ServiceAccount issuer (--pod-token-issuer)"},
+	{oidc.ErrExpired, "expiry", "the token file is stale: the kubelet rotates projected tokens, so read the file on every request as SDKs do"},
+	{oidc.ErrNotYetValid, "not-before", "the node's clock is behind the API server's; check time synchronisation"},
+	{oidc.ErrUnknownKey, "signature", "no signing key of the issuer matches the token's kid: a token of another cluster, or keys rotated away"},
+	{oidc.ErrSignature, "signature", "the token was not signed by this cluster's issuer"},
+	{oidc.ErrAlgorithm, "signature", "only RS256 and ES256 tokens of this cluster's issuer are accepted"},
+	{oidc.ErrMalformed, "format", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE must hold a projected ServiceAccount token (a JWT) and nothing else"},
+}
+
+// invalidTokenReason says which check a presented token failed and what to
+// do about it.
+func invalidTokenReason(err error) string {
+	for _, c := range tokenChecks {
+		if errors.Is(err, c.err) {
+			return fmt.Sprintf("the presented ServiceAccount token failed the %s check (%v): %s", c.check, err, c.fix)
+		}
+	}
+	return fmt.Sprintf("the presented ServiceAccount token is not valid (%v)", err)
+}
+
+// keysUnavailable answers when the issuer's keys cannot be fetched: the
+// token may be fine, so the client should come back.
+func keysUnavailable(err error) error {
+	return failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys (the issuer's OIDC discovery or JWKS) to verify the presented token; retrying", 0, err)
+}
+
+// invalidToken answers a presented token that failed verification.
+func invalidToken(err error) error {
+	return failure.Final(http.StatusUnauthorized, "InvalidToken", invalidTokenReason(err), err)
 }

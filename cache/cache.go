@@ -19,7 +19,7 @@ import (
 var errPending = failure.Retriable("CredentialsPending", "credentials are being fetched; retry shortly", time.Second, nil)
 
 // ErrClosed is returned by Get when it would have to fetch after Close.
-var ErrClosed = failure.Retriable("ShuttingDown", "the credential agent is shutting down", 0, nil)
+var ErrClosed = failure.Retriable("ShuttingDown", "the credential agent on this node is shutting down (SIGTERM); its replacement answers in a moment", 0, nil)
 
 // Cache holds credentials per Key and refreshes them in the background. Its
 // methods are safe for concurrent use.

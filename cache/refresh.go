@@ -14,7 +14,7 @@ import (
 
 // errTooShort answers for credentials that came back, or aged while a caller
 // waited, with no more than SafetyMargin left.
-var errTooShort = failure.Retriable("CredentialsExpireTooSoon", "the credentials obtained expire too soon", 0, nil)
+var errTooShort = failure.Retriable("CredentialsExpireTooSoon", "the credentials STS returned expire too soon to hand out (a clock skew between the node and STS, or a role session shorter than the refresh margin); retrying", 0, nil)
 
 // backgroundKey marks the context of a fetch nobody is waiting for.
 type backgroundKey struct{}
@@ -115,7 +115,7 @@ func (c *Cache) fetch(parent context.Context, key Key, pod PodRef, f *call, back
 			// Nobody else to act for: the pods' own deletions will release
 			// the entry. Until then, retry with backoff like any transient
 			// failure instead of condemning the key.
-			err = failure.Retriable("PodGone", "the pod this request was bound to is gone; retry shortly", 0, err)
+			err = podGone(err)
 		}
 		c.land(key, f, cr, err, background)
 		return
@@ -278,4 +278,10 @@ func (c *Cache) stopTimerLocked(e *entry) {
 		e.timer.Stop()
 		e.timer = nil
 	}
+}
+
+// podGone answers when every pod an entry could act for is gone: the pods'
+// own deletions release the entry, and a pod still alive retries shortly.
+func podGone(err error) error {
+	return failure.Retriable("PodGone", "the pod this request was bound to is gone (deleted while its credentials were fetched); retry shortly", 0, err)
 }

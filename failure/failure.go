@@ -9,7 +9,9 @@
 package failure
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -37,6 +39,22 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// body carries the code and message under both spellings: Go v2 reads
+// code/message, JS v3 reads Code/Message.
+type body struct {
+	LowerCode    string `json:"code"`
+	LowerMessage string `json:"message"`
+	Code         string `json:"Code"`
+	Message      string `json:"Message"`
+}
+
+// Body is the JSON the caller is answered with: the code and the safe
+// message, never the cause.
+func (e *Error) Body() []byte {
+	b, _ := json.Marshal(body{e.Code, e.Message, e.Code, e.Message})
+	return b
+}
 
 // Retriable reports whether asking again later can succeed. Retriable errors
 // are answered with 5xx so that every SDK (Java v2 retries only 5xx) retries.
@@ -69,20 +87,31 @@ func Final(status int, code, message string, err error) *Error {
 // retryAfter (rounded up to whole seconds on the wire).
 func TooManyRequests(retryAfter time.Duration) *Error {
 	return &Error{Status: http.StatusTooManyRequests, Code: "TooManyRequests",
-		Message: "too many requests from this address", RetryAfter: max(retryAfter, time.Second)}
+		Message: "too many requests from this address (the agent's per-address --rate-limit); retry after Retry-After", RetryAfter: max(retryAfter, time.Second)}
 }
 
 // From returns the *Error in err's chain, or a generic retriable internal
 // error for anything unclassified (an unknown failure should make the client
-// come back, not give up for good).
+// come back, not give up for good). It is a 503 like every other
+// InternalError, so one code always has one status.
 func From(err error) *Error {
 	var fe *Error
 	if errors.As(err, &fe) {
 		return fe
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: "internal error", RetryAfter: DefaultRetryAfter, Err: err}
+	return Retriable("InternalError", "internal error in the agent; it is logged at warn level with the cause", 0, err)
 }
 
 // IsRetriable reports whether err (classified or not) may succeed later.
 // A nil error is not a failure, so it is not retriable either.
 func IsRetriable(err error) bool { return err != nil && From(err).Retriable() }
+
+// Forbidden is the answer when the API server refuses podcreds' own request:
+// its RBAC role lacks a grant. It is final (retrying cannot add the grant;
+// SDKs would retry a 503 forever) and names the verb and resource the role
+// needs, so whoever reads it knows what to add.
+func Forbidden(verb, resource, what string, err error) *Error {
+	return Final(http.StatusForbidden, "AgentForbidden", fmt.Sprintf(
+		"the Kubernetes API server forbids podcreds to %s %s (%s): grant %s on %s in the agent's ClusterRole, as deploy/rbac.yaml does",
+		verb, resource, what, verb, resource), err)
+}

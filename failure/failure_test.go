@@ -19,7 +19,7 @@ func TestClassification(t *testing.T) {
 		{"a 503 is retriable", Retriable("Down", "down", 0, nil), true, 503},
 		{"a 4xx is final", Final(http.StatusNotFound, "NoRole", "none", nil), false, 404},
 		{"a final error keeps its class when wrapped", wrapped, false, 403},
-		{"an unclassified error is a retriable 500", errors.New("boom"), true, 500},
+		{"an unclassified error is a retriable 503", errors.New("boom"), true, 503},
 		{"too many requests is not retriable by the cache", TooManyRequests(0), false, 429},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

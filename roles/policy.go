@@ -43,6 +43,8 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 		switch {
 		case apierrors.IsNotFound(err):
 			a = resolved{expires: now.Add(r.negTTL)}
+		case apierrors.IsForbidden(err):
+			a = resolved{err: failure.Forbidden("get", "namespaces", "namespace "+namespace+", for its "+AllowedRolesAnnotation+" annotation", err), expires: now.Add(r.negTTL)}
 		case err != nil:
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -133,7 +135,7 @@ func (r *RoleResolver) checkAccount(role string) error {
 		return nil
 	}
 	return failure.Final(http.StatusForbidden, "AccountNotAllowed",
-		fmt.Sprintf("role %s is not in an account this agent may serve", role), nil)
+		fmt.Sprintf("role %s is not in an account this agent may serve (its --allowed-accounts): use a role of an allowed account", role), nil)
 }
 
 // accountOf returns the account field of an ARN (arn:partition:service:

@@ -126,7 +126,8 @@ func (r *RoleResolver) Resolve(ctx context.Context, pod Pod) (cache.Key, error) 
 		key.RoleARN = pod.RoleARN
 	} else if key.RoleARN == "" {
 		return cache.Key{}, failure.Final(http.StatusNotFound, "NoRole",
-			fmt.Sprintf("serviceaccount %s/%s has no %s annotation", pod.Namespace, pod.ServiceAccount, RoleAnnotation), nil)
+			fmt.Sprintf("serviceaccount %s/%s has no %s annotation: annotate it with the IAM role's ARN (or let the pod pick one with %s, if its namespace allows)",
+				pod.Namespace, pod.ServiceAccount, RoleAnnotation, PodRoleAnnotation), nil)
 	}
 	if err := r.checkAccount(key.RoleARN); err != nil {
 		return cache.Key{}, err
@@ -197,14 +198,18 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 	switch {
 	case apierrors.IsNotFound(err):
 		return neg(failure.Final(http.StatusNotFound, "ServiceAccountNotFound",
-			fmt.Sprintf("serviceaccount %s/%s does not exist", namespace, name), err))
+			fmt.Sprintf("serviceaccount %s/%s does not exist: create it, or run the pod as one that does", namespace, name), err))
+	case apierrors.IsForbidden(err):
+		// A missing grant is the operator's to fix, not a pod's to retry;
+		// remembered only briefly, so a fixed ClusterRole takes effect soon.
+		return neg(failure.Forbidden("get", "serviceaccounts", "serviceaccount "+namespace+"/"+name+", for its role", err))
 	case err != nil:
 		return resolved{err: failure.Retriable("ServiceAccountLookupFailed",
 			fmt.Sprintf("cannot read serviceaccount %s/%s from the Kubernetes API", namespace, name), 0, err)}
 	}
 	role := strings.TrimSpace(sa.Annotations[RoleAnnotation])
 	if role != "" && !validARN(role) {
-		return neg(failure.Final(http.StatusNotFound, "InvalidRole",
+		return neg(failure.Final(http.StatusBadRequest, "InvalidRole",
 			fmt.Sprintf("serviceaccount %s/%s: annotation %s is not an ARN: %q", namespace, name, RoleAnnotation, role), nil))
 	}
 	key := cache.Key{Namespace: namespace, ServiceAccount: name, RoleARN: role, Audience: r.defaultAudience, TokenExpiration: r.defaultExpiry}
@@ -214,7 +219,7 @@ func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolv
 	if v := strings.TrimSpace(sa.Annotations[TokenExpirationAnnotation]); v != "" {
 		secs, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || time.Duration(secs)*time.Second < MinTokenExpiration || secs > 48*3600 {
-			return neg(failure.Final(http.StatusNotFound, "InvalidTokenExpiration",
+			return neg(failure.Final(http.StatusBadRequest, "InvalidTokenExpiration",
 				fmt.Sprintf("serviceaccount %s/%s: annotation %s must be whole seconds from 600 to 172800, got %q", namespace, name, TokenExpirationAnnotation, v), nil))
 		}
 		key.TokenExpiration = time.Duration(secs) * time.Second

@@ -95,7 +95,7 @@ func TestRoleResolution(t *testing.T) {
 		{"an allowed role in an account off the allow-list is refused", pod("open", "sa", roleOther), "", http.StatusForbidden},
 		{"a ServiceAccount without a role and no choice is 404", pod("open", "plain", ""), "", http.StatusNotFound},
 		{"a missing ServiceAccount is 404", pod("open", "ghost", ""), "", http.StatusNotFound},
-		{"a token expiration below 10 minutes is refused", pod("open", "badexp", ""), "", http.StatusNotFound},
+		{"a token expiration below 10 minutes is a 400 configuration error", pod("open", "badexp", ""), "", http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key, err := r.Resolve(context.Background(), tc.pod)

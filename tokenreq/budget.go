@@ -93,14 +93,14 @@ func (b *Budget) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		t.Stop()
 		r.Cancel()
-		return failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, ctx.Err())
+		return failure.Retriable("STSBudgetExhausted", "this node's STS request budget (--sts-rate, --sts-burst; halved while STS throttles) is spent; retry shortly", 0, ctx.Err())
 	}
 }
 
 // maxBudgetWait is the longest a call queues for the budget.
 const maxBudgetWait = 2 * time.Second
 
-var errBudgetSpent = failure.Retriable("STSBudgetExhausted", "this node's STS request budget is spent; retry shortly", 0, nil)
+var errBudgetSpent = failure.Retriable("STSBudgetExhausted", "this node's STS request budget (--sts-rate, --sts-burst; halved while STS throttles) is spent; retry shortly", 0, nil)
 
 // Limit is the current allowed rate, for tests and metrics.
 func (b *Budget) Limit() float64 { return float64(b.limiter.Limit()) }

@@ -163,7 +163,9 @@ func (e *Exchanger) assumeTarget(ctx context.Context, key cache.Key, first *cach
 	if err != nil {
 		fe = classifySTSError(err, first.SessionToken, key.TargetRoleARN, who+" (second hop from "+key.RoleARN+")")
 		if fe.Code == denied.code {
-			fe.Code = "TargetRoleDenied"
+			// Its own code: the fix is in the target's trust policy, not the
+			// first role's (AccessDenied).
+			fe = failure.Final(http.StatusForbidden, "TargetRoleDenied", fe.Message, fe.Err)
 		}
 	}
 	e.countHop(hopTarget, start, fe)

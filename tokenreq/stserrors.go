@@ -22,16 +22,20 @@ const throttleRetryAfter = 2 * time.Second
 type stsClass struct {
 	status int    // 503 for retriable ones
 	code   string // our failure code
+	fix    string // for final ones: what usually fixes it
 }
 
 var (
-	throttled   = stsClass{http.StatusServiceUnavailable, "Throttled"}
-	unavailable = stsClass{http.StatusServiceUnavailable, "UpstreamUnavailable"}
-	denied      = stsClass{http.StatusForbidden, "AccessDenied"}
-	badToken    = stsClass{http.StatusForbidden, "InvalidIdentityToken"}
-	expired     = stsClass{http.StatusForbidden, "ExpiredToken"}
-	disabled    = stsClass{http.StatusForbidden, "RegionDisabled"}
-	invalid     = stsClass{http.StatusBadRequest, "InvalidRequest"}
+	throttled   = stsClass{http.StatusServiceUnavailable, "Throttled", ""}
+	unavailable = stsClass{http.StatusServiceUnavailable, "UpstreamUnavailable", ""}
+	denied      = stsClass{http.StatusForbidden, "AccessDenied",
+		"the role's trust policy must allow sts:AssumeRoleWithWebIdentity to this cluster's OIDC provider for sub system:serviceaccount:<namespace>:<serviceaccount>"}
+	badToken = stsClass{http.StatusForbidden, "InvalidIdentityToken",
+		"the account must have this cluster's ServiceAccount issuer as an IAM OIDC provider whose client ID is the token's audience (eks.amazonaws.com/audience or --sts-token-audience)"}
+	expired  = stsClass{http.StatusForbidden, "ExpiredToken", "the token had expired when STS checked it: check the node's clock"}
+	disabled = stsClass{http.StatusForbidden, "RegionDisabled", "activate STS in this region for the account (IAM account settings), or set --sts-region"}
+	invalid  = stsClass{http.StatusBadRequest, "InvalidRequest",
+		"check the role ARN, and --credential-duration against the role's MaxSessionDuration"}
 )
 
 // stsCodes classifies the error codes STS (and STS-compatible servers such as
@@ -94,7 +98,7 @@ func classifySTSError(err error, token, roleARN, who string) *failure.Error {
 			if token != "" {
 				detail = strings.ReplaceAll(detail, token, redacted)
 			}
-			return failure.Final(class.status, class.code, "STS refused "+subject+": "+detail, err)
+			return failure.Final(class.status, class.code, "STS refused "+subject+": "+detail+hint(class), err)
 		}
 		return retriable(class, subject, err)
 	}
@@ -102,7 +106,7 @@ func classifySTSError(err error, token, roleARN, who string) *failure.Error {
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return failure.Retriable(unavailable.code, "STS timed out assuming "+subject, 0, err)
 	case isInvalidParams(err):
-		return failure.Final(invalid.status, invalid.code, "invalid STS request for "+subject, err)
+		return failure.Final(invalid.status, invalid.code, "invalid STS request for "+subject+hint(invalid), err)
 	}
 	return retriable(classifyUnknown(err, smithy.FaultUnknown), subject, err)
 }
@@ -177,4 +181,12 @@ func redact(err error, secret string) error {
 		return err
 	}
 	return &redactedError{err: err, secret: secret}
+}
+
+// hint is a final class's fix as the end of a message.
+func hint(c stsClass) string {
+	if c.fix == "" {
+		return ""
+	}
+	return " (" + c.fix + ")"
 }

@@ -47,12 +47,15 @@ func classifyTokenError(err error, spec TokenSpec) error {
 		return failure.Final(http.StatusNotFound, "PodNotFound",
 			fmt.Sprintf("%s (UID %s) was replaced by another pod of the same name", pod, spec.Pod.UID), podGone(err))
 	case apierrors.IsForbidden(err):
+		// The agent's RBAC role lacks the grant, or an admission policy
+		// refused this token: the operator's to fix, final for the pod.
 		return failure.Final(http.StatusForbidden, "TokenRequestForbidden",
-			"podcreds may not request a token for "+sa+" bound to "+pod, err)
+			"the Kubernetes API server forbids podcreds to create serviceaccounts/token for "+sa+" bound to "+pod+
+				": grant create on serviceaccounts/token in the agent's ClusterRole, as deploy/rbac.yaml does, and check admission policies that limit token requests", err)
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		// For example: the pod does not run as this ServiceAccount.
 		return failure.Final(http.StatusForbidden, "TokenRequestRejected",
-			"the API server rejected the token request for "+sa+" bound to "+pod, err)
+			"the API server rejected the token request for "+sa+" bound to "+pod+" (does the pod run as that ServiceAccount?); the agent's log has the API server's reason", err)
 	case apierrors.IsTooManyRequests(err):
 		return failure.Retriable("Throttled",
 			"the API server is throttling token requests (for "+sa+")", retryAfter, err)

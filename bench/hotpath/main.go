@@ -151,7 +151,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 			}})
 		}
 	}
-	// A pod presenting its projected token (--token-verification=if-present,
+	// A pod presenting its projected token (--pod-token-verification=if-present,
 	// the default): one pod's address, its token in Authorization.
 	tokenHeader := http.Header{"Authorization": {pod0Token}}
 	for _, keepAlive := range []bool{true, false} {

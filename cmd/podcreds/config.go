@@ -4,10 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -72,6 +73,9 @@ type Config struct {
 	LinkSetup         bool     // create the listen addresses (and the IMDS redirect) at start
 	LinkInterface     string   // the interface that carries them
 	LinkPodInterfaces []string // pods' node-side interface names, for the IMDS redirect
+
+	// Warnings are deprecated names that were used, to print at start.
+	Warnings []string
 }
 
 // listFlag is a repeatable flag; the first explicit use replaces the default.
@@ -99,26 +103,39 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// parseConfig reads flags, then the environment for any flag not given:
-// PODCREDS_<FLAG> (dashes as underscores), plus the conventional NODE_NAME,
-// KUBECONFIG and AWS_REGION that a DaemonSet sets.
-func parseConfig(args []string, getenv func(string) string) (*Config, error) {
-	c := &Config{
-		Listen:    []string{"169.254.170.23:80", "[fd00:ec2::23]:80"},
-		ECSListen: []string{"169.254.170.2:80"},
+// renamedFlags maps each deprecated flag name to its replacement. The new
+// names say which token they are about: the one the agent asks for and
+// exchanges with STS (sts-token-*), or the one a pod presents (pod-token-*).
+// The old names keep working, with a warning.
+var renamedFlags = map[string]string{
+	"audience":           "sts-token-audience",
+	"token-expiration":   "sts-token-expiration",
+	"token-audience":     "pod-token-audience",
+	"token-issuer":       "pod-token-issuer",
+	"token-verification": "pod-token-verification",
+}
 
-		LinkPodInterfaces: slices.Clone(netsetup.DefaultPodInterfaces),
-	}
+// conventionalEnv are the variables a DaemonSet conventionally sets, read for
+// a flag when neither it nor PODCREDS_<FLAG> is given.
+var conventionalEnv = map[string]string{"node-name": "NODE_NAME", "kubeconfig": "KUBECONFIG", "sts-region": "AWS_REGION"}
+
+// flagSet declares every flag of `podcreds agent` into c, and the deprecated
+// names too when withRenamed (help lists only the current ones). logLevel
+// receives --log-level's text.
+func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs := flag.NewFlagSet("podcreds agent", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	// Errors are reported by the caller, all at once and without the
+	// flag list; -h prints the list through agentUsage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&c.NodeName, "node-name", "", "this node's name, as in spec.nodeName (env NODE_NAME)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster (env KUBECONFIG)")
-	fs.Var(&listFlag{values: &c.Listen}, "listen", "container-credentials listen address, repeatable (AWS_CONTAINER_CREDENTIALS_FULL_URI)")
+	fs.Var(&listFlag{values: &c.Listen}, "listen", "container-credentials listen address, repeatable (AWS_CONTAINER_CREDENTIALS_FULL_URI); \"none\" disables")
 	fs.Var(&listFlag{values: &c.ECSListen}, "ecs-listen", "listen address that serves credentials on every path, repeatable (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on 169.254.170.2); \"none\" disables")
 	fs.StringVar(&c.CredentialsPath, "credentials-path", "/v1/credentials", "path of the credentials endpoint on --listen addresses")
 	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8090", "address for /healthz and /readyz")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
-	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set (production: 169.254.169.254:80)")
+	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set. The DaemonSet uses 169.254.170.23:8169 with -link-setup, which redirects pods' 169.254.169.254:80 to it")
 	fs.StringVar(&c.IMDSTokens, "imds-tokens", "required", "IMDS session tokens: required (IMDSv2 only) or optional (IMDSv1 allowed)")
 	fs.StringVar(&c.IMDSRegion, "imds-region", "", "region IMDS reports in placement/region; empty: --sts-region")
 	fs.StringVar(&c.IMDSAvailabilityZone, "imds-availability-zone", "", "availability zone IMDS reports in placement/availability-zone; empty: 404")
@@ -129,15 +146,15 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.Float64Var(&c.KubeAPIQPS, "kube-api-qps", 50, "Kubernetes API requests per second from this agent (TokenRequests, ServiceAccount reads; the kubelet's default)")
 	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", 100, "burst of Kubernetes API requests (a node starting or an agent restarting onto many ServiceAccounts)")
 	fs.DurationVar(&c.MaxFetchWait, "max-fetch-wait", 800*time.Millisecond, "longest a request waits for a fetch before a 503 asking it to retry (the fetch continues); SDKs time out after about 1s")
-	fs.StringVar(&c.Audience, "audience", "sts.amazonaws.com", "ServiceAccount token audience when the ServiceAccount does not set eks.amazonaws.com/audience")
-	fs.StringVar(&c.TokenVerification, "token-verification", "if-present", "check of a pod's projected token in Authorization on the container endpoints: off, if-present or required (the IMDS endpoint, whose clients send no such token, is always identified by source address alone)")
-	fs.StringVar(&c.TokenAudience, "token-audience", "podcreds", "audience a pod's presented token must carry")
-	fs.StringVar(&c.TokenIssuer, "token-issuer", "", "ServiceAccount token issuer (https URL) whose OIDC discovery verifies presented tokens; empty: ask the API server")
-	fs.DurationVar(&c.TokenExpiration, "token-expiration", time.Hour, "ServiceAccount token lifetime when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
+	fs.StringVar(&c.Audience, "sts-token-audience", "sts.amazonaws.com", "audience of the ServiceAccount token the agent requests and exchanges with STS, when the ServiceAccount does not set eks.amazonaws.com/audience")
+	fs.DurationVar(&c.TokenExpiration, "sts-token-expiration", time.Hour, "lifetime of the ServiceAccount token the agent requests and exchanges with STS, when the ServiceAccount does not set eks.amazonaws.com/token-expiration (min 10m)")
+	fs.StringVar(&c.TokenVerification, "pod-token-verification", "if-present", "check of the projected token a pod presents in Authorization on the container endpoints: off, if-present or required (the IMDS endpoint, whose clients send no such token, is always identified by source address alone)")
+	fs.StringVar(&c.TokenAudience, "pod-token-audience", "podcreds", "audience the token a pod presents must carry")
+	fs.StringVar(&c.TokenIssuer, "pod-token-issuer", "", "issuer (https URL) whose OIDC discovery verifies the tokens pods present; empty: ask the API server")
 	fs.StringVar(&c.ClusterName, "cluster-name", "", "value of the kubernetes-cluster session tag on chained sessions (a ServiceAccount's podcreds.io/target-role-arn); empty: no cluster tag")
 	fs.DurationVar(&c.CredentialDuration, "credential-duration", time.Hour, "lifetime asked of STS for credentials (15m to 12h); a role whose MaxSessionDuration is shorter gets 1h")
 	fs.Float64Var(&c.RefreshFraction, "refresh-fraction", cache.DefaultRefreshFraction, "refresh credentials after this fraction of their lifetime (with jitter)")
-	fs.DurationVar(&c.RefreshBefore, "refresh-before", cache.DefaultRefreshBefore, "refresh no later than when this much lifetime is left")
+	fs.DurationVar(&c.RefreshBefore, "refresh-before", 0, "refresh no later than when this much lifetime is left (default: a third of -credential-duration, at most 20m)")
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
@@ -148,49 +165,157 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; both stay when the agent exits, so pods never reach the node's real IMDS while it is down ('podcreds uninstall-node' removes them; needs CAP_NET_ADMIN)")
 	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
 	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or console")
+	if withRenamed {
+		for old, now := range renamedFlags {
+			f := fs.Lookup(now)
+			fs.Var(f.Value, old, "deprecated: use -"+now)
+		}
+	}
+	return fs
+}
 
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+// newConfig is a Config holding the defaults of the flags that are lists.
+func newConfig() *Config {
+	return &Config{
+		Listen:    []string{"169.254.170.23:80", "[fd00:ec2::23]:80"},
+		ECSListen: []string{"169.254.170.2:80"},
+
+		LinkPodInterfaces: slices.Clone(netsetup.DefaultPodInterfaces),
+	}
+}
+
+// agentUsage is `podcreds agent -h`: every current flag with its help.
+func agentUsage() string {
+	var level string
+	fs := flagSet(newConfig(), &level, false)
+	var b strings.Builder
+	b.WriteString("usage: podcreds agent [flags]\n\nEvery flag can also be set in the environment as PODCREDS_<FLAG>\n" +
+		"(dashes as underscores, e.g. PODCREDS_LOG_LEVEL=debug).\n\nflags:\n")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+// parseConfig reads flags, then the environment for any flag not given:
+// PODCREDS_<FLAG> (dashes as underscores), plus the conventional NODE_NAME,
+// KUBECONFIG and AWS_REGION that a DaemonSet sets. Every problem is
+// reported at once, as one error joining them; deprecated names that were
+// used are listed in Config.Warnings.
+func parseConfig(args []string, getenv func(string) string) (*Config, error) {
+	c := newConfig()
+	var logLevel string
+	fs := flagSet(c, &logLevel, true)
+
+	// Parse past a bad flag to find the others: flag stops at the first,
+	// leaving the arguments after it (or, for bad syntax such as "---x",
+	// leaving it in place: then skip it, or this would never end).
+	var errs []error
+	for rest := args; ; {
+		err := fs.Parse(rest)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if next := fs.Args(); len(next) < len(rest) {
+			rest = next
+		} else {
+			rest = rest[1:]
+		}
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q (flags are -name=value)", fs.Args()))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	conventional := map[string]string{"node-name": "NODE_NAME", "kubeconfig": "KUBECONFIG", "sts-region": "AWS_REGION"}
-	var errs []error
+	for old, now := range renamedFlags {
+		if given[old] && given[now] {
+			errs = append(errs, fmt.Errorf("-%s and -%s are the same setting; keep -%s only", old, now, now))
+		}
+		if given[old] {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("-%s is deprecated; use -%s", old, now))
+			given[now] = true
+		}
+	}
+	if len(errs) > 0 {
+		// A value that failed to parse may have been stored half-way
+		// (flag zeroes a duration it cannot read): put back the default,
+		// so the checks below report other problems, not that one again.
+		fs.VisitAll(func(f *flag.Flag) {
+			if !given[f.Name] && renamedFlags[f.Name] == "" && f.Value.String() != f.DefValue {
+				_ = f.Value.Set(f.DefValue)
+			}
+		})
+	}
+	oldName := map[string]string{}
+	for old, now := range renamedFlags {
+		oldName[now] = old
+	}
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
+		if given[f.Name] || renamedFlags[f.Name] != "" {
 			return
 		}
-		env := "PODCREDS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		envName := func(flagName string) string {
+			return "PODCREDS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+		}
+		env := envName(f.Name)
 		v := getenv(env)
-		if v == "" && conventional[f.Name] != "" {
-			env = conventional[f.Name]
+		if old := oldName[f.Name]; v == "" && old != "" {
+			if env, v = envName(old), getenv(envName(old)); v != "" {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s is deprecated; use %s", env, envName(f.Name)))
+			}
+		}
+		if v == "" && conventionalEnv[f.Name] != "" {
+			env = conventionalEnv[f.Name]
 			v = getenv(env)
 		}
 		if v == "" {
 			return
 		}
+		given[f.Name] = true
 		if err := f.Value.Set(v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 		}
 	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	slices.Sort(c.Warnings)
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("-log-level: %w", err))
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return nil, fmt.Errorf("-log-level: %w", err)
-	}
-	if len(c.ECSListen) == 1 && c.ECSListen[0] == "none" {
-		c.ECSListen = nil
+	for _, l := range []*[]string{&c.Listen, &c.ECSListen} {
+		if len(*l) == 1 && (*l)[0] == "none" {
+			*l = nil
+		}
 	}
 	if c.IMDSRegion == "" {
 		c.IMDSRegion = c.STSRegion
 	}
-	return c, c.validate()
+	if !given["refresh-before"] {
+		// One-hour credentials keep the 20-minute margin clients and STS
+		// outages are planned around; shorter ones refresh a third before
+		// they end, so -credential-duration alone is always valid.
+		c.RefreshBefore = min(cache.DefaultRefreshBefore, c.CredentialDuration/3)
+	}
+	errs = append(errs, c.validate())
+	return c, errors.Join(errs...)
+}
+
+// problems flattens a joined error into one line per problem.
+func problems(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	if err == nil {
+		return nil
+	}
+	return []string{err.Error()}
 }
 
 func (c *Config) validate() error {
@@ -212,11 +337,14 @@ func (c *Config) validate() error {
 			bad("%s %q: %v", name, a, err)
 		}
 	}
+	errs = append(errs, c.overlappingListeners()...)
 	if !strings.HasPrefix(c.CredentialsPath, "/") {
 		bad("-credentials-path %q must start with /", c.CredentialsPath)
 	}
 	if c.STSRegion == "" {
 		bad("-sts-region must not be empty")
+	} else if !regionRE.MatchString(c.STSRegion) {
+		bad("-sts-region %q is not an AWS region name (like us-east-1 or eu-central-2; also set by AWS_REGION)", c.STSRegion)
 	}
 	if c.STSEndpoint != "" {
 		if u, err := url.Parse(c.STSEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -233,10 +361,10 @@ func (c *Config) validate() error {
 		bad("-max-fetch-wait must not be negative")
 	}
 	if c.Audience == "" {
-		bad("-audience must not be empty")
+		bad("-sts-token-audience must not be empty")
 	}
 	if c.TokenExpiration < roles.MinTokenExpiration {
-		bad("-token-expiration %s is below the TokenRequest minimum of %s", c.TokenExpiration, roles.MinTokenExpiration)
+		bad("-sts-token-expiration %s is below the TokenRequest minimum of %s", c.TokenExpiration, roles.MinTokenExpiration)
 	}
 	if c.CredentialDuration < tokenreq.MinSessionDuration || c.CredentialDuration > tokenreq.MaxSessionDuration || c.CredentialDuration%time.Second != 0 {
 		bad("-credential-duration %s must be whole seconds from %s to %s", c.CredentialDuration, tokenreq.MinSessionDuration, tokenreq.MaxSessionDuration)
@@ -245,7 +373,7 @@ func (c *Config) validate() error {
 		bad("-refresh-fraction %v must be between 0 and 1", c.RefreshFraction)
 	}
 	if c.RefreshBefore < 0 || c.RefreshBefore >= c.CredentialDuration {
-		bad("-refresh-before %s must be less than -credential-duration %s", c.RefreshBefore, c.CredentialDuration)
+		bad("-refresh-before %s must be less than -credential-duration %s: lower -refresh-before, or leave it unset (it then defaults to a third of -credential-duration, at most 20m)", c.RefreshBefore, c.CredentialDuration)
 	}
 	if c.UnknownPodWait < 0 || c.UnknownPodWait > 30*time.Second {
 		bad("-unknown-pod-wait %s must be between 0 and 30s (SDKs time out after 1–5s)", c.UnknownPodWait)
@@ -262,14 +390,14 @@ func (c *Config) validate() error {
 		// IMDS requests carry no ServiceAccount token: -imds-listen stays
 		// identified by source address alone (the flag help says so).
 	default:
-		bad("-token-verification %q must be off, if-present or required", c.TokenVerification)
+		bad("-pod-token-verification %q must be off, if-present or required", c.TokenVerification)
 	}
 	if c.TokenVerification != string(agent.TokenOff) && c.TokenAudience == "" {
-		bad("-token-audience must not be empty")
+		bad("-pod-token-audience must not be empty")
 	}
 	if c.TokenIssuer != "" {
 		if u, err := url.Parse(c.TokenIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
-			bad("-token-issuer %q must be an https URL", c.TokenIssuer)
+			bad("-pod-token-issuer %q must be an https URL", c.TokenIssuer)
 		}
 	}
 	if c.IMDSTokens != string(agent.IMDSTokensRequired) && c.IMDSTokens != string(agent.IMDSTokensOptional) {
@@ -316,4 +444,77 @@ func (c *Config) linkOptions() (netsetup.Options, error) {
 		o.IMDS = &netsetup.IMDSOptions{ListenAddr: target, PodInterfaces: c.LinkPodInterfaces}
 	}
 	return o, o.Validate()
+}
+
+// regionRE matches AWS region names (us-east-1, us-gov-west-1, cn-north-1,
+// us-isob-east-1, ...) and aws-global, the SDK's name for the global STS
+// endpoint.
+var regionRE = regexp.MustCompile(`^([a-z]{2}(-[a-z]+)+-[0-9]+|aws-global)$`)
+
+// listenAddr is one listener's address, for finding overlaps.
+type listenAddr struct {
+	flag string
+	raw  string
+	ap   netip.AddrPort // zero for a host name
+}
+
+// overlappingListeners reports addresses that two listeners would both bind:
+// the same address twice, or a wildcard address and another on its port.
+// Port 0 (any free port) never overlaps.
+func (c *Config) overlappingListeners() []error {
+	var all []listenAddr
+	add := func(flag string, addrs ...string) {
+		for _, a := range addrs {
+			l := listenAddr{flag: flag, raw: a}
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				l.ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			} else if _, port, err := net.SplitHostPort(a); err != nil || port == "0" {
+				continue // unparseable (reported on its own) or any free port
+			}
+			if l.ap.IsValid() && l.ap.Port() == 0 {
+				continue
+			}
+			all = append(all, l)
+		}
+	}
+	add("-listen", c.Listen...)
+	add("-ecs-listen", c.ECSListen...)
+	add("-imds-listen", c.IMDSListen...)
+	add("-health-listen", c.HealthListen)
+	add("-metrics-listen", c.MetricsListen)
+	var errs []error
+	for i, a := range all {
+		for _, b := range all[:i] {
+			switch {
+			case !a.overlaps(b):
+			case a.flag == b.flag:
+				errs = append(errs, fmt.Errorf("%s names %s and %s, which bind the same address: give each once", a.flag, b.raw, a.raw))
+			default:
+				errs = append(errs, fmt.Errorf("%s %s and %s %s would bind the same address: each listener needs its own", b.flag, b.raw, a.flag, a.raw))
+			}
+		}
+	}
+	return errs
+}
+
+func (a listenAddr) overlaps(b listenAddr) bool {
+	if !a.ap.IsValid() || !b.ap.IsValid() {
+		// Host names: only the same spelling is known to collide.
+		return !a.ap.IsValid() && !b.ap.IsValid() && strings.EqualFold(a.raw, b.raw)
+	}
+	if a.ap.Port() != b.ap.Port() {
+		return false
+	}
+	x, y := a.ap.Addr(), b.ap.Addr()
+	switch {
+	case x == y:
+		return true
+	case x.IsUnspecified() && x.Is6(), y.IsUnspecified() && y.Is6():
+		return true // [::] takes the port for IPv4 too on a dual-stack host
+	case x.IsUnspecified():
+		return y.Is4()
+	case y.IsUnspecified():
+		return x.Is4()
+	}
+	return false
 }

@@ -102,7 +102,7 @@ func run(ctx context.Context, cfg *Config) error {
 	return err
 }
 
-// newVerifier builds the presented-token verifier. Without --token-issuer it
+// newVerifier builds the presented-token verifier. Without --pod-token-issuer it
 // asks the API server for its issuer; when the issuer is the API server
 // itself, discovery goes through the agent's own authenticated connection
 // (trusting the cluster CA), otherwise through the system's roots.
@@ -113,13 +113,13 @@ func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client 
 		defer cancel()
 		raw, err := client.GetRaw(cctx, "/.well-known/openid-configuration")
 		if err != nil {
-			return nil, fmt.Errorf("discovering the ServiceAccount token issuer from the API server (set -token-issuer, or -token-verification=off): %w", err)
+			return nil, fmt.Errorf("discovering the ServiceAccount token issuer from the API server (set -pod-token-issuer, or -pod-token-verification=off): %w", err)
 		}
 		var doc struct {
 			Issuer string `json:"issuer"`
 		}
 		if err := json.Unmarshal(raw, &doc); err != nil || doc.Issuer == "" {
-			return nil, fmt.Errorf("the API server's OIDC discovery document names no issuer (set -token-issuer, or -token-verification=off)")
+			return nil, fmt.Errorf("the API server's OIDC discovery document names no issuer (set -pod-token-issuer, or -pod-token-verification=off)")
 		}
 		issuer = doc.Issuer
 	}

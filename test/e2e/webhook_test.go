@@ -41,7 +41,7 @@ const (
 // deploy/webhook's configuration), and an unmodified aws-sdk-go-v2 runs in
 // it with exactly the environment its mutated spec describes and the token
 // file its projected volume describes, minted as the kubelet mints it,
-// against the agent in --token-verification=required mode.
+// against the agent in --pod-token-verification=required mode.
 func TestWebhookOnboardedPod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -157,7 +157,7 @@ func TestWebhookOnboardedPod(t *testing.T) {
 	}
 	strict, err := startAgent(filepath.Join(s.bin, "podcreds"), []string{
 		"agent", "--node-name=" + nodeName, "--kubeconfig=" + s.kubeconfig, "--sts-endpoint=" + s.env.STSEndpoint,
-		"--link-setup", "--token-verification=required", "--log-format=console",
+		"--link-setup", "--pod-token-verification=required", "--log-format=console",
 	}, filepath.Join(dir, "agent-required.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +201,7 @@ func TestWebhookOnboardedPod(t *testing.T) {
 		}
 	})
 	// Which other clients send the token file with the webhook's default
-	// variable (README: "The token file, and --token-verification=required").
+	// variable (README: "The token file, and --pod-token-verification=required").
 	for _, tc := range []struct {
 		client string
 		cmd    []string

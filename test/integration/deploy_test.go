@@ -69,7 +69,7 @@ func TestDeployManifestsPassServerSideDryRun(t *testing.T) {
 	t.Run("the ClusterRole grants exactly what the agent calls", func(t *testing.T) {
 		var role rbacv1.ClusterRole
 		decodeInto(t, mustFind(t, objs, "ClusterRole", "", "podcreds-agent"), &role)
-		want := []string{"/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
+		want := []string{"/namespaces/get", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
 		if got := grants(role.Rules); !slices.Equal(got, want) {
 			t.Fatalf("ClusterRole grants\n  %v\nwant exactly\n  %v", got, want)
 		}
@@ -211,7 +211,7 @@ func checkExample(t *testing.T, d *appsv1.Deployment, sa *corev1.ServiceAccount)
 			for _, s := range v.Projected.Sources {
 				if tok := s.ServiceAccountToken; tok != nil && tok.Path == rel {
 					if tok.Audience != "podcreds" || tok.ExpirationSeconds == nil || *tok.ExpirationSeconds != 3600 {
-						t.Fatalf("projected token %+v, want audience podcreds (the agent's --token-audience), expirationSeconds 3600", tok)
+						t.Fatalf("projected token %+v, want audience podcreds (the agent's --pod-token-audience), expirationSeconds 3600", tok)
 					}
 					return
 				}
@@ -299,6 +299,9 @@ func TestDeployedAgentPermissionsAreEnough(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "watch", Resource: "pods"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "serviceaccounts", Namespace: other}, true},
+		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "namespaces", Name: other}, true},
+		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "namespaces"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "update", Resource: "namespaces", Name: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: other}, true},
 		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},

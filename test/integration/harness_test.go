@@ -24,6 +24,7 @@ import (
 	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -100,6 +101,7 @@ type harnessOptions struct {
 	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
 	tokenMode agent.TokenMode // presented-token check; default off here
 	stsRate   float64         // node STS budget (calls/s); 0: none
+	client    kube.Client     // the agent's API client; default: admin (secrets.agentClient)
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -118,7 +120,10 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	logger := zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel), zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewTee(c, secrets.core())
 	})))
-	client := secrets.agentClient()
+	client := o.client
+	if client == nil {
+		client = secrets.agentClient()
+	}
 	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
 	if o.tokenMode == "" {
 		o.tokenMode = agent.TokenOff

@@ -94,11 +94,15 @@ func (s *secretLog) core() zapcore.Core {
 
 // agentClient is env's admin client with a transport that records every
 // ServiceAccount token the API server returns.
-func (s *secretLog) agentClient() kube.Client {
+func (s *secretLog) agentClient() kube.Client { return s.clientFor(env.Config) }
+
+// clientFor is a client with base's identity that records every
+// ServiceAccount token the API server returns, for the scan.
+func (s *secretLog) clientFor(base *rest.Config) kube.Client {
 	s.mu.Lock()
 	s.agents++
 	s.mu.Unlock()
-	cfg := rest.CopyConfig(env.Config)
+	cfg := rest.CopyConfig(base)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			res, err := rt.RoundTrip(req)

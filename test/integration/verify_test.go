@@ -68,7 +68,7 @@ func TestPresentedTokens(t *testing.T) {
 		{"a pod presenting its own token is served", ipX.As4(), tokX, http.StatusOK, "x"},
 		{"a pod without a token is served by address in if-present mode", ipY.As4(), "", http.StatusOK, "y"},
 		{"pod X's token presented from pod Y's address is refused", ipY.As4(), tokX, http.StatusForbidden, ""},
-		{"a token for another audience is refused", ipX.As4(), tokWrongAudience, http.StatusUnauthorized, ""},
+		{"a token for another audience is refused, naming the audience check", ipX.As4(), tokWrongAudience, http.StatusUnauthorized, ""},
 		{"a forged token is refused", ipX.As4(), resign(t, tokX), http.StatusUnauthorized, ""},
 		{"a hostNetwork caller without a token is refused", nodeIP.As4(), "", http.StatusNotFound, ""},
 		{"a hostNetwork caller with its running pod's token is served", nodeIP.As4(), tokHost, http.StatusOK, "host"},
@@ -82,6 +82,9 @@ func TestPresentedTokens(t *testing.T) {
 			r := h.getWithToken(addr(tc.from[1], tc.from[2], tc.from[3]), tc.token)
 			if r.Status != tc.want {
 				t.Fatalf("answered %d %v, want %d", r.Status, r.Body, tc.want)
+			}
+			if tc.token == tokWrongAudience && !strings.Contains(r.Body["Message"], "failed the audience check") {
+				t.Fatalf("the refusal does not say which check failed: %v", r.Body)
 			}
 			if tc.sa != "" {
 				if got, want := subject(t, r.Body["Token"]), "system:serviceaccount:"+ns+":"+tc.sa; got != want {
