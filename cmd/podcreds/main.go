@@ -26,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
+	{"version", "print the version, commit and Go version (also --version)", versionMain},
 }
 
 func usage() string {
@@ -48,6 +49,8 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage())
 		os.Exit(0)
+	case "--version", "-version":
+		os.Exit(versionMain(os.Args[2:]))
 	}
 	for _, c := range commands {
 		if c.name == os.Args[1] {

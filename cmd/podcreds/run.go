@@ -32,6 +32,9 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	build := currentBuild()
+	logger.Info("podcreds agent", zap.String("version", build.Version), zap.String("commit", build.Commit),
+		zap.String("goVersion", build.GoVersion))
 
 	if cfg.LinkSetup {
 		undo, err := setUpLink(ctx, cfg, logger)
