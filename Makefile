@@ -23,11 +23,16 @@ $(error cannot read the Kubernetes version from hack/tools/kube-apiserver/go.mod
 endif
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+HELM_VERSION := v3.22.0
+# Prometheus' Go module is tagged v0.<minor>.<patch> for Prometheus 3.<minor>.<patch>.
+PROMETHEUS_VERSION := v0.316.0
 
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 MINIO := $(TOOLS_DIR)/minio-$(MINIO_VERSION)/minio
 STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
@@ -46,8 +51,15 @@ help: ## list the targets
 PODCREDS_BIN ?= bin/podcreds
 BUILD_PKG ?= ./cmd/podcreds
 BUILD_TAGS ?=
-build: ## build bin/podcreds
-	CGO_ENABLED=0 $(GO) build -trimpath -tags "$(BUILD_TAGS)" -ldflags "-s -w" -o $(PODCREDS_BIN) $(BUILD_PKG)
+# `podcreds version` prints what is stamped here: VERSION is `git describe`
+# (a tag once there is one, else the short commit; "-dirty" for a modified
+# tree) and COMMIT the full revision. Without git both stay empty and the
+# binary falls back to what the Go toolchain records (cmd/podcreds/version.go).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+build: ## build bin/podcreds, stamped with VERSION and COMMIT
+	CGO_ENABLED=0 $(GO) build -trimpath -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS)" -o $(PODCREDS_BIN) $(BUILD_PKG)
 
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.
@@ -72,6 +84,18 @@ $(MINIO):
 	@echo ">> building minio $(MINIO_VERSION)"
 	@mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+# helm and promtool: `make test` runs `helm lint`, renders the chart and runs
+# `promtool test rules` (deploy/helm, deploy/monitoring).
+$(HELM):
+	@echo ">> building helm $(HELM_VERSION)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(PROMTOOL):
+	@echo ">> building promtool $(PROMETHEUS_VERSION)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 
 $(STATICCHECK):
 	@mkdir -p $(dir $@)
