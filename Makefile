@@ -37,7 +37,7 @@ PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme
+.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync
 
 all: build
 
@@ -172,6 +172,18 @@ fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The alert rules live in deploy/monitoring/podcreds.rules.yaml; the
+# PrometheusRule beside it and the Helm chart's copy are generated from it
+# (test/monitoring fails when they drift).
+RULES := deploy/monitoring/podcreds.rules.yaml
+monitoring-sync: ## regenerate deploy/monitoring/prometheusrule.yaml and the chart's rules from podcreds.rules.yaml
+	@mkdir -p deploy/helm/podcreds/files
+	cp $(RULES) deploy/helm/podcreds/files/podcreds.rules.yaml
+	{ printf '%s\n' '# Generated from podcreds.rules.yaml by `make monitoring-sync`: edit that file.' \
+	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' '  name: podcreds' \
+	    '  namespace: podcreds-system' '  labels:' '    app.kubernetes.io/name: podcreds' 'spec:'; \
+	  sed -n '/^groups:/,$$p' $(RULES) | sed 's/^/  /'; } > deploy/monitoring/prometheusrule.yaml
 
 clean: ## remove build output (keeps the tool cache)
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 
 	"github.com/podcreds/podcreds/failure"
 	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
 )
 
@@ -57,14 +58,18 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
+			a.tokenResult(metrics.TokenUnavailable)
 			return nil, failure.Retriable("TokenVerificationUnavailable", "cannot fetch the cluster's token signing keys", 0, err)
 		}
+		a.tokenResult(metrics.TokenInvalid)
 		return nil, failure.Final(http.StatusUnauthorized, "InvalidToken", "the presented ServiceAccount token is not valid", err)
 	}
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
 		if p.Deleting || p.Phase != kube.PodRunning {
+			a.tokenResult(metrics.TokenOtherPod)
 			return nil, errHostNetwork
 		}
+		a.tokenResult(metrics.TokenValid)
 		return p, nil
 	}
 	p, err := a.index.Lookup(ctx, ip)
@@ -72,8 +77,15 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip netip.Addr, token stri
 		return nil, err
 	}
 	if p.UID != claims.Pod.UID || claims.Pod.UID == "" {
+		a.tokenResult(metrics.TokenOtherPod)
 		return nil, failure.Final(http.StatusForbidden, errTokenOtherPod.Code,
 			fmt.Sprintf("the presented token belongs to pod %s/%s, not to %s at this address", claims.Namespace, claims.Pod.Name, p), nil)
 	}
+	a.tokenResult(metrics.TokenValid)
 	return p, nil
+}
+
+// tokenResult counts one check of a presented token.
+func (a *Agent) tokenResult(result string) {
+	a.metrics.TokenVerifications.WithLabelValues(result).Inc()
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,6 +19,7 @@ import (
 	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/netsetup"
 	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -71,7 +71,7 @@ func run(ctx context.Context, cfg *Config) error {
 		listeners = append(listeners, agent.Listener{Addr: a, AnyPath: true})
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.RegisterProcess(reg, metrics.Build{Version: build.Version, Commit: build.Commit, GoVersion: build.GoVersion})
 	st, err := stack.Build(stack.Options{
 		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
 		SessionDuration: cfg.CredentialDuration, Logger: logger, Registry: reg,

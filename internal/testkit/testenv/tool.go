@@ -1,0 +1,7 @@
+package testenv
+
+// Tool returns the path of a tool `make tools` builds into .tools/bin (helm,
+// promtool, ...), found as the control plane's binaries are: in
+// $PODCREDS_TOOLS_BIN, else in the checkout's .tools/bin. The error says how
+// to build it; a test that needs the tool fails with it rather than skipping.
+func Tool(name string) (string, error) { return findBinary(name) }
