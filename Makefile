@@ -37,7 +37,7 @@ PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync
+.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags
 
 all: build
 
@@ -63,12 +63,14 @@ build: ## build bin/podcreds, stamped with VERSION and COMMIT
 
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.
-tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) ## build etcd, kube-apiserver and minio (pinned, cached)
+tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) $(HELM) $(PROMTOOL) ## build etcd, kube-apiserver, minio, helm and promtool (pinned, cached)
 	@mkdir -p $(TOOLS_BIN)
 	@ln -sf $(ETCD) $(TOOLS_BIN)/etcd
 	@ln -sf $(KUBE_APISERVER) $(TOOLS_BIN)/kube-apiserver
 	@ln -sf $(MINIO) $(TOOLS_BIN)/minio
-	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION)"
+	@ln -sf $(HELM) $(TOOLS_BIN)/helm
+	@ln -sf $(PROMTOOL) $(TOOLS_BIN)/promtool
+	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION), helm $(HELM_VERSION), promtool $(PROMETHEUS_VERSION)"
 
 $(ETCD):
 	@echo ">> building etcd $(ETCD_VERSION)"
@@ -173,6 +175,11 @@ fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 	  done; \
 	done
 
+# values.schema.json's agent flags come from `podcreds agent -h`;
+# test/chart fails when they drift and this target rewrites them.
+chart-flags: ## regenerate the Helm chart's agent flag schema from `podcreds agent -h`
+	$(GO) test -count=1 -run '^TestSchemaHasEveryAgentFlag$$' ./test/chart/ -update
+
 # The alert rules live in deploy/monitoring/podcreds.rules.yaml; the
 # PrometheusRule beside it and the Helm chart's copy are generated from it
 # (test/monitoring fails when they drift).
@@ -180,6 +187,7 @@ RULES := deploy/monitoring/podcreds.rules.yaml
 monitoring-sync: ## regenerate deploy/monitoring/prometheusrule.yaml and the chart's rules from podcreds.rules.yaml
 	@mkdir -p deploy/helm/podcreds/files
 	cp $(RULES) deploy/helm/podcreds/files/podcreds.rules.yaml
+	cp deploy/monitoring/podcreds-dashboard.json deploy/helm/podcreds/files/
 	{ printf '%s\n' '# Generated from podcreds.rules.yaml by `make monitoring-sync`: edit that file.' \
 	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' '  name: podcreds' \
 	    '  namespace: podcreds-system' '  labels:' '    app.kubernetes.io/name: podcreds' 'spec:'; \

@@ -380,8 +380,8 @@ func TestAlertRules(t *testing.T) {
 }
 
 // TestPrometheusRuleCopies keeps the rule file's other forms identical to it:
-// the PrometheusRule for the Prometheus Operator, and the chart's copy (Helm
-// can only read files inside the chart).
+// the PrometheusRule for the Prometheus Operator, and the chart's copies of
+// the rules and the dashboard (Helm can only read files inside the chart).
 func TestPrometheusRuleCopies(t *testing.T) {
 	want, err := os.ReadFile(rulesFile)
 	if err != nil {
@@ -393,6 +393,13 @@ func TestPrometheusRuleCopies(t *testing.T) {
 	}
 	if !bytes.Equal(chartCopy, want) {
 		t.Errorf("%s differs from %s: run make monitoring-sync", chartRulesFile, rulesFile)
+	}
+	for _, pair := range [][2]string{{dashboardFile, "../../deploy/helm/podcreds/files/podcreds-dashboard.json"}} {
+		a, errA := os.ReadFile(pair[0])
+		b, errB := os.ReadFile(pair[1])
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s (%v, %v): run make monitoring-sync", pair[1], pair[0], errA, errB)
+		}
 	}
 	var rules, pr map[string]any
 	readJSONOfYAML(t, rulesFile, &rules)
