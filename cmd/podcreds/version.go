@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -73,14 +76,44 @@ func (b buildInfo) String() string {
 
 // versionMain runs `podcreds version` (and `podcreds --version`).
 func versionMain(args []string) int {
-	if len(args) > 0 {
-		if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
-			fmt.Println("usage: podcreds version\n\nprints the version, commit and Go version this binary was built with")
+	fs := flag.NewFlagSet("podcreds version", flag.ContinueOnError)
+	caBundle := fs.Bool("ca-bundle", false, "also load the system CA certificates the agent trusts for STS (SSL_CERT_FILE, SSL_CERT_DIR, else the OS bundle such as /etc/ssl/certs/ca-certificates.crt) and print how many there are; exit 1 if there are none")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: podcreds version [--ca-bundle]\n\nprints the version, commit and Go version this binary was built with\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "podcreds version: takes no arguments, got %q\n", strings.Join(args, " "))
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "podcreds version: takes no arguments, got %q\n", strings.Join(fs.Args(), " "))
 		return 2
 	}
 	fmt.Println(currentBuild())
+	if *caBundle {
+		n, err := systemRoots()
+		if err != nil || n == 0 {
+			fmt.Fprintf(os.Stderr, "podcreds: no system CA certificates (%v): the agent could not verify STS over TLS; install a CA bundle at /etc/ssl/certs/ca-certificates.crt or set SSL_CERT_FILE\n", err)
+			return 1
+		}
+		fmt.Printf("system CA certificates: %d\n", n)
+	}
 	return 0
+}
+
+// systemRoots counts the certificates in the pool Go's TLS clients (the STS
+// client among them) verify servers against by default.
+func systemRoots() (int, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		return 0, err
+	}
+	// Subjects is deprecated because it cannot see the platform verifiers'
+	// roots on macOS and Windows; on Linux, where the agent runs, the pool is
+	// the files it loaded, and Subjects counts exactly those.
+	//lint:ignore SA1019 see above
+	return len(pool.Subjects()), nil
 }

@@ -3,7 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestResolveBuild(t *testing.T) {
@@ -103,5 +111,42 @@ func TestAgentFirstLogLineHasVersion(t *testing.T) {
 	want := currentBuild()
 	if line.Msg != "podcreds agent" || line.Version != want.Version || line.Commit != want.Commit || line.GoVersion != want.GoVersion {
 		t.Fatalf("first log line %s, want msg \"podcreds agent\" with %+v", first, want)
+	}
+}
+
+// TestVersionCABundle runs `podcreds version --ca-bundle` against a trust
+// store of one certificate, and against an empty one, which must fail: it is
+// how make image-test shows the image carries its CA bundle.
+func TestVersionCABundle(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneCert, empty := filepath.Join(dir, "one.pem"), filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(oneCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(bundle string) (string, error) {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "PODCREDS_TEST_RUN_MAIN=1", "PODCREDS_TEST_ARGS=version --ca-bundle",
+			"SSL_CERT_FILE="+bundle, "SSL_CERT_DIR="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(oneCert); err != nil || !strings.Contains(out, "system CA certificates: 1\n") {
+		t.Fatalf("with one certificate: %v\n%s", err, out)
+	}
+	if out, err := run(empty); err == nil || !strings.Contains(out, "no system CA certificates") {
+		t.Fatalf("with an empty bundle: %v, want exit 1 saying there are no CA certificates:\n%s", err, out)
 	}
 }
