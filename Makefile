@@ -37,7 +37,7 @@ PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags
+.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
 
 all: build
 
@@ -149,6 +149,28 @@ compat-readme:
 	  { print } \
 	  /<!-- compat:begin -->/ { printf "%s", table; skip = 1 }' test/e2e/compat.md README.md > README.md.tmp && mv README.md.tmp README.md
 	@echo "README.md: compatibility table updated from test/e2e/compat.md"
+
+# The image, built and run here with Debian's buildah: no Docker engine, no
+# registry, nothing pulled (hack/image/image.sh says what goes in). The
+# Dockerfile builds the same image for Docker users, from golang and
+# distroless base images.
+IMAGE ?= localhost/podcreds:$(VERSION)
+IMAGE_ARCHIVE ?= bin/podcreds-image.tar
+IMAGE_APT := buildah ca-certificates
+
+image: image-deps build ## build the agent's OCI image with buildah (no Docker engine), also as bin/podcreds-image.tar
+	hack/image/image.sh build $(PODCREDS_BIN) $(IMAGE) $(VERSION) $(COMMIT) $(IMAGE_ARCHIVE)
+
+image-test: image-deps ## run the image's binary with buildah run --isolation chroot: version, CA bundle, refusal
+	hack/image/image.sh test $(IMAGE) $(VERSION) $(COMMIT)
+
+image-deps:
+	@missing=""; for p in $(IMAGE_APT); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make image: FAIL: missing Debian packages:$$missing; installing them needs root" >&2; exit 1; fi; \
+	  echo ">> apt-get install$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 unit: ## only the tests that need no real control plane
 	$(GO) test -race -count=1 -short ./...
