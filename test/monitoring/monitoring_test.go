@@ -78,11 +78,13 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		}
 	}
 	for _, c := range rec.collectors {
+		// A vector's type shows in its Go type (it may have no children to
+		// gather yet); single metrics always gather, with their type, below.
 		kind := dto.MetricType_UNTYPED
 		switch c.(type) {
-		case prometheus.Histogram, *prometheus.HistogramVec:
+		case *prometheus.HistogramVec:
 			kind = dto.MetricType_HISTOGRAM
-		case prometheus.Summary, *prometheus.SummaryVec:
+		case *prometheus.SummaryVec:
 			kind = dto.MetricType_SUMMARY
 		}
 		descs := make(chan *prometheus.Desc, 256)
@@ -95,8 +97,8 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			add(m[1], kind)
 		}
 	}
-	// The Go and process collectors describe histograms and summaries too:
-	// their types come from what they collect.
+	// Single metrics (and the Go and process collectors' histograms and
+	// summaries) get their types from what they collect.
 	families, err := rec.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
