@@ -37,7 +37,7 @@ PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
+.PHONY: all build tools deploy-tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
 
 all: build
 
@@ -63,14 +63,20 @@ build: ## build bin/podcreds, stamped with VERSION and COMMIT
 
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.
-tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) $(HELM) $(PROMTOOL) ## build etcd, kube-apiserver, minio, helm and promtool (pinned, cached)
+tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) ## build etcd, kube-apiserver and minio (pinned, cached)
 	@mkdir -p $(TOOLS_BIN)
 	@ln -sf $(ETCD) $(TOOLS_BIN)/etcd
 	@ln -sf $(KUBE_APISERVER) $(TOOLS_BIN)/kube-apiserver
 	@ln -sf $(MINIO) $(TOOLS_BIN)/minio
+	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION)"
+
+# Only the tests of the chart and the alert rules need these; demo, bench
+# and e2e do not wait for them.
+deploy-tools: $(HELM) $(PROMTOOL) ## build helm and promtool (pinned, cached)
+	@mkdir -p $(TOOLS_BIN)
 	@ln -sf $(HELM) $(TOOLS_BIN)/helm
 	@ln -sf $(PROMTOOL) $(TOOLS_BIN)/promtool
-	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION), helm $(HELM_VERSION), promtool $(PROMETHEUS_VERSION)"
+	@echo "deploy tools ready in $(TOOLS_BIN): helm $(HELM_VERSION), promtool $(PROMETHEUS_VERSION)"
 
 $(ETCD):
 	@echo ">> building etcd $(ETCD_VERSION)"
@@ -113,7 +119,7 @@ fmt-check:
 lint: vet fmt-check $(STATICCHECK) ## go vet, gofmt and staticcheck (pinned)
 	$(STATICCHECK) -tags e2e ./...
 
-test: tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
+test: tools deploy-tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) e2e
 
