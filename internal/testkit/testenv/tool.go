@@ -1,6 +1,9 @@
 package testenv
 
-import "fmt"
+import (
+	"errors"
+	"strings"
+)
 
 // Tool returns the path of a tool `make deploy-tools` builds into
 // .tools/bin (helm, promtool), found as the control plane's binaries are: in
@@ -9,7 +12,8 @@ import "fmt"
 func Tool(name string) (string, error) {
 	p, err := findBinary(name)
 	if err != nil {
-		return "", fmt.Errorf("%s is not built: run `make deploy-tools` in the checkout (`make test` does it for you): %w", name, err)
+		// findBinary names the target that builds the control plane.
+		return "", errors.New(strings.Replace(err.Error(), "`make tools`", "`make deploy-tools`", 1))
 	}
 	return p, nil
 }
