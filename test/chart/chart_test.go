@@ -314,3 +314,57 @@ func writeValues(t *testing.T, v map[string]any) string {
 	}
 	return p
 }
+
+// TestProbesFollowHealthListen: the probes go where --health-listen puts
+// /readyz and /healthz, so moving it through values cannot leave the
+// DaemonSet probing a port nothing listens on.
+func TestProbesFollowHealthListen(t *testing.T) {
+	for _, tc := range []struct {
+		set        []string
+		host, port string
+	}{
+		{nil, "127.0.0.1", "8090"},
+		{[]string{"--set", "agent.flags.health-listen=127.0.0.2:9300"}, "127.0.0.2", "9300"},
+	} {
+		out, err := helmTemplate(t, tc.set...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, o := range decodeAll(t, out) {
+			if o["kind"] != "DaemonSet" {
+				continue
+			}
+			found = true
+			var ds struct {
+				Spec struct {
+					Template struct {
+						Spec struct {
+							Containers []struct {
+								ReadinessProbe, LivenessProbe struct {
+									HTTPGet struct {
+										Host string `json:"host"`
+										Port any    `json:"port"`
+									} `json:"httpGet"`
+								}
+							} `json:"containers"`
+						} `json:"spec"`
+					} `json:"template"`
+				} `json:"spec"`
+			}
+			roundTrip(t, o, &ds)
+			c := ds.Spec.Template.Spec.Containers[0]
+			for name, g := range map[string]struct {
+				Host string `json:"host"`
+				Port any    `json:"port"`
+			}{"readiness": c.ReadinessProbe.HTTPGet, "liveness": c.LivenessProbe.HTTPGet} {
+				if g.Host != tc.host || fmt.Sprint(g.Port) != tc.port {
+					t.Errorf("with %q the %s probe goes to %s:%v, want %s:%s", tc.set, name, g.Host, g.Port, tc.host, tc.port)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("with %q no DaemonSet was rendered", tc.set)
+		}
+	}
+}
