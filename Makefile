@@ -23,16 +23,21 @@ $(error cannot read the Kubernetes version from hack/tools/kube-apiserver/go.mod
 endif
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+HELM_VERSION := v3.22.0
+# Prometheus' Go module is tagged v0.<minor>.<patch> for Prometheus 3.<minor>.<patch>.
+PROMETHEUS_VERSION := v0.316.0
 
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 MINIO := $(TOOLS_DIR)/minio-$(MINIO_VERSION)/minio
 STATICCHECK := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme
+.PHONY: all build tools deploy-tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
 
 all: build
 
@@ -43,8 +48,15 @@ help: ## list the targets
 # bench/scale builds its agent through this target, so it measures what ships.
 PODCREDS_BIN ?= bin/podcreds
 BUILD_PKG ?= ./cmd/podcreds
-build: ## build bin/podcreds
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(PODCREDS_BIN) $(BUILD_PKG)
+# `podcreds version` prints what is stamped here: VERSION is `git describe`
+# (a tag once there is one, else the short commit; "-dirty" for a modified
+# tree) and COMMIT the full revision. Without git both stay empty and the
+# binary falls back to what the Go toolchain records (cmd/podcreds/version.go).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+build: ## build bin/podcreds, stamped with VERSION and COMMIT
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(PODCREDS_BIN) $(BUILD_PKG)
 
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.
@@ -54,6 +66,14 @@ tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) ## build etcd, kube-apiserver and mini
 	@ln -sf $(KUBE_APISERVER) $(TOOLS_BIN)/kube-apiserver
 	@ln -sf $(MINIO) $(TOOLS_BIN)/minio
 	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION)"
+
+# Only the tests of the chart and the alert rules need these; demo, bench
+# and e2e do not wait for them.
+deploy-tools: $(HELM) $(PROMTOOL) ## build helm and promtool (pinned, cached)
+	@mkdir -p $(TOOLS_BIN)
+	@ln -sf $(HELM) $(TOOLS_BIN)/helm
+	@ln -sf $(PROMTOOL) $(TOOLS_BIN)/promtool
+	@echo "deploy tools ready in $(TOOLS_BIN): helm $(HELM_VERSION), promtool $(PROMETHEUS_VERSION)"
 
 $(ETCD):
 	@echo ">> building etcd $(ETCD_VERSION)"
@@ -70,6 +90,18 @@ $(MINIO):
 	@mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
+# helm and promtool: `make test` runs `helm lint`, renders the chart and runs
+# `promtool test rules` (deploy/helm, deploy/monitoring).
+$(HELM):
+	@echo ">> building helm $(HELM_VERSION)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(PROMTOOL):
+	@echo ">> building promtool $(PROMETHEUS_VERSION)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+
 $(STATICCHECK):
 	@mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -84,7 +116,7 @@ fmt-check:
 lint: vet fmt-check $(STATICCHECK) ## go vet, gofmt and staticcheck (pinned)
 	$(STATICCHECK) -tags e2e ./...
 
-test: tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
+test: tools deploy-tools e2e-deps ## every test: unit, integration on a real control plane, fuzz seed corpora, then e2e (as root)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) e2e
 
@@ -121,6 +153,28 @@ compat-readme:
 	  /<!-- compat:begin -->/ { printf "%s", table; skip = 1 }' test/e2e/compat.md README.md > README.md.tmp && mv README.md.tmp README.md
 	@echo "README.md: compatibility table updated from test/e2e/compat.md"
 
+# The image, built and run here with Debian's buildah: no Docker engine, no
+# registry, nothing pulled (hack/image/image.sh says what goes in). The
+# Dockerfile builds the same image for Docker users, from golang and
+# distroless base images.
+IMAGE ?= localhost/podcreds:$(VERSION)
+IMAGE_ARCHIVE ?= bin/podcreds-image.tar
+IMAGE_APT := buildah ca-certificates
+
+image: image-deps build ## build the agent's OCI image with buildah (no Docker engine), also as bin/podcreds-image.tar
+	hack/image/image.sh build $(PODCREDS_BIN) $(IMAGE) $(VERSION) $(COMMIT) $(IMAGE_ARCHIVE)
+
+image-test: image-deps ## run the image's binary with buildah run --isolation chroot: version, CA bundle, refusal
+	hack/image/image.sh test $(IMAGE) $(VERSION) $(COMMIT)
+
+image-deps:
+	@missing=""; for p in $(IMAGE_APT); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make image: FAIL: missing Debian packages:$$missing; installing them needs root" >&2; exit 1; fi; \
+	  echo ">> apt-get install$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
 unit: ## only the tests that need no real control plane
 	$(GO) test -race -count=1 -short ./...
 
@@ -145,6 +199,24 @@ fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# values.schema.json's agent flags come from `podcreds agent -h`;
+# test/chart fails when they drift and this target rewrites them.
+chart-flags: ## regenerate the Helm chart's agent flag schema from `podcreds agent -h`
+	$(GO) test -count=1 -run '^TestSchemaHasEveryAgentFlag$$' ./test/chart/ -update
+
+# The alert rules live in deploy/monitoring/podcreds.rules.yaml; the
+# PrometheusRule beside it and the Helm chart's copy are generated from it
+# (test/monitoring fails when they drift).
+RULES := deploy/monitoring/podcreds.rules.yaml
+monitoring-sync: ## regenerate deploy/monitoring/prometheusrule.yaml and the chart's rules from podcreds.rules.yaml
+	@mkdir -p deploy/helm/podcreds/files
+	cp $(RULES) deploy/helm/podcreds/files/podcreds.rules.yaml
+	cp deploy/monitoring/podcreds-dashboard.json deploy/helm/podcreds/files/
+	{ printf '%s\n' '# Generated from podcreds.rules.yaml by `make monitoring-sync`: edit that file.' \
+	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' '  name: podcreds' \
+	    '  namespace: podcreds-system' '  labels:' '    app.kubernetes.io/name: podcreds' 'spec:'; \
+	  sed -n '/^groups:/,$$p' $(RULES) | sed 's/^/  /'; } > deploy/monitoring/prometheusrule.yaml
 
 clean: ## remove build output (keeps the tool cache)
 	rm -rf bin

@@ -46,7 +46,7 @@ var layerNames = map[int]string{layerLeaf: "leaf helper", layerPart: "shared par
 // kit lists the trees that are not product code: the test and demo kit,
 // benchmarks, tests, tools and examples. They may import anything; no
 // product package may import them.
-var kit = []string{"internal/testkit", "bench", "test", "hack", "examples"}
+var kit = []string{"internal/testkit", "bench", "test", "hack", "examples", "docs"}
 
 func inKit(rel string) bool {
 	return slices.ContainsFunc(kit, func(k string) bool { return rel == k || strings.HasPrefix(rel, k+"/") })

@@ -11,6 +11,7 @@ import (
 
 	"github.com/podcreds/podcreds/failure"
 	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
 )
 
@@ -63,17 +64,22 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip, local netip.Addr, tok
 	claims, err := a.opts.Verifier.Verify(ctx, token)
 	if err != nil {
 		if errors.Is(err, oidc.ErrDiscovery) {
+			a.tokenResult(metrics.TokenUnavailable)
 			return nil, keysUnavailable(err)
 		}
+		a.tokenResult(metrics.TokenInvalid)
 		return nil, invalidToken(err)
 	}
 	if p := a.index.Pod(claims.Pod.UID); p != nil && p.HostNetwork {
 		if p.Deleting || p.Phase != kube.PodRunning {
+			a.tokenResult(metrics.TokenOtherPod)
 			return nil, errHostNetwork
 		}
 		if !a.nodeAddress(ip, local, p) {
+			a.tokenResult(metrics.TokenOtherPod)
 			return nil, errHostNetworkIP
 		}
+		a.tokenResult(metrics.TokenValid)
 		return p, nil
 	}
 	p, err := a.index.Lookup(ctx, ip)
@@ -81,9 +87,11 @@ func (a *Agent) identifyWithToken(ctx context.Context, ip, local netip.Addr, tok
 		return nil, err
 	}
 	if p.UID != claims.Pod.UID || claims.Pod.UID == "" {
+		a.tokenResult(metrics.TokenOtherPod)
 		return nil, failure.Final(http.StatusForbidden, errTokenOtherPod.Code,
 			fmt.Sprintf("the presented token belongs to pod %s/%s, not to %s at this address", claims.Namespace, claims.Pod.Name, p), nil)
 	}
+	a.tokenResult(metrics.TokenValid)
 	return p, nil
 }
 
@@ -155,4 +163,9 @@ func keysUnavailable(err error) error {
 // invalidToken answers a presented token that failed verification.
 func invalidToken(err error) error {
 	return failure.Final(http.StatusUnauthorized, "InvalidToken", invalidTokenReason(err), err)
+}
+
+// tokenResult counts one check of a presented token.
+func (a *Agent) tokenResult(result string) {
+	a.metrics.TokenVerifications.WithLabelValues(result).Inc()
 }

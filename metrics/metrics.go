@@ -64,7 +64,19 @@ type Metrics struct {
 	// PodsIndexed is the number of pods on this node that can be identified
 	// by IP.
 	PodsIndexed prometheus.Gauge
+
+	// TokenVerifications counts checks of presented ServiceAccount tokens
+	// by result (Token* constants).
+	TokenVerifications *prometheus.CounterVec
 }
+
+// Results of checking a presented ServiceAccount token, for TokenVerifications.
+const (
+	TokenValid       = "valid"       // verified and names the calling pod
+	TokenInvalid     = "invalid"     // bad signature, audience, issuer or expiry
+	TokenOtherPod    = "other_pod"   // valid, but names another pod than the caller
+	TokenUnavailable = "unavailable" // the issuer's keys could not be fetched
+)
 
 // New registers podcreds' metrics on reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -138,6 +150,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "podcreds_pods_indexed",
 			Help: "Pods on this node that can be identified by IP address.",
 		}),
+		TokenVerifications: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "podcreds_token_verifications_total",
+			Help: "Checks of ServiceAccount tokens presented in Authorization, by result: valid, invalid, other_pod or unavailable.",
+		}, []string{"result"}),
 	}
 }
 

@@ -85,6 +85,7 @@ func Build(o Options) (*Stack, error) {
 		c.Close()
 		return nil, err
 	}
+	metrics.RegisterReady(o.Registry, a.Ready)
 	return &Stack{Agent: a, Cache: c, Tokens: tokens, Metrics: m, Registry: o.Registry}, nil
 }
 

@@ -28,6 +28,7 @@ var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
 	{"webhook", "run the admission webhook that onboards pods to the agent", webhookMain},
 	{"uninstall-node", "remove what the agent's -link-setup left on this node (run after the agent is gone)", uninstallNodeMain},
+	{"version", "print the version, commit and Go version (also --version)", versionMain},
 }
 
 func usage() string {
@@ -50,6 +51,8 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage())
 		os.Exit(0)
+	case "--version", "-version":
+		os.Exit(versionMain(os.Args[2:]))
 	}
 	for _, c := range commands {
 		if c.name == os.Args[1] {

@@ -7,12 +7,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -21,6 +19,7 @@ import (
 	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/netsetup"
 	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -33,6 +32,9 @@ func run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	build := currentBuild()
+	logger.Info("podcreds agent", zap.String("version", build.Version), zap.String("commit", build.Commit),
+		zap.String("goVersion", build.GoVersion))
 
 	if cfg.LinkSetup {
 		if err := setUpLink(ctx, cfg, logger); err != nil {
@@ -67,12 +69,7 @@ func run(ctx context.Context, cfg *Config) error {
 		listeners = append(listeners, agent.Listener{Addr: a, AnyPath: true})
 	}
 	reg := prometheus.NewRegistry()
-	// go_gc_heap_live_bytes (the heap marked live by the last collection)
-	// beside the usual go_memstats_*: the figure that says what the agent
-	// keeps, without the garbage a heap-in-use reading includes.
-	liveHeap := collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}
-	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(liveHeap)),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.RegisterProcess(reg, metrics.Build{Version: build.Version, Commit: build.Commit, GoVersion: build.GoVersion})
 	st, err := stack.Build(stack.Options{
 		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
 		SessionDuration: cfg.CredentialDuration, ClusterName: cfg.ClusterName, Logger: logger, Registry: reg,

@@ -40,6 +40,9 @@ func TestReadinessAndGracefulDrain(t *testing.T) {
 	if got := status(t, metricsURL); got != http.StatusOK {
 		t.Fatalf("/metrics %d", got)
 	}
+	if got := readyGauge(t, h); got != 1 {
+		t.Fatalf("podcreds_ready %v on a ready agent, want 1", got)
+	}
 
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		t.Fatal(err)
@@ -56,6 +59,9 @@ func TestReadinessAndGracefulDrain(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()
 	eventually(t, 5*time.Second, "/readyz to stop answering 200", func() bool { return status(t, readyz) != http.StatusOK })
+	if got := readyGauge(t, h); got != 0 {
+		t.Errorf("podcreds_ready %v on a draining agent, want 0 (the alert PodcredsAgentNotReady reads it)", got)
+	}
 	if r := <-inFlight; r.Status != http.StatusOK {
 		t.Fatalf("request in flight at shutdown answered %d %v, want 200", r.Status, r.Body)
 	}
@@ -64,6 +70,22 @@ func TestReadinessAndGracefulDrain(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("agent did not stop within its shutdown timeout")
 	}
+}
+
+// readyGauge reads podcreds_ready from the agent's registry.
+func readyGauge(t *testing.T, h *agentHarness) float64 {
+	t.Helper()
+	families, err := h.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "podcreds_ready" && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("the agent exports no podcreds_ready")
+	return 0
 }
 
 // TestMetricsFollowPrometheusConventions lints every exported metric after

@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/metrics"
 )
 
 // podToken is what the kubelet projects into a pod for the agent: a token
@@ -64,27 +67,42 @@ func TestPresentedTokens(t *testing.T) {
 		token string
 		want  int
 		sa    string
+		check string // the podcreds_token_verifications_total result counted, if any
 	}{
-		{"a pod presenting its own token is served", ipX.As4(), tokX, http.StatusOK, "x"},
-		{"a pod without a token is served by address in if-present mode", ipY.As4(), "", http.StatusOK, "y"},
-		{"pod X's token presented from pod Y's address is refused", ipY.As4(), tokX, http.StatusForbidden, ""},
-		{"a token for another audience is refused, naming the audience check", ipX.As4(), tokWrongAudience, http.StatusUnauthorized, ""},
-		{"a forged token is refused", ipX.As4(), resign(t, tokX), http.StatusUnauthorized, ""},
-		{"a hostNetwork caller without a token is refused", nodeIP.As4(), "", http.StatusNotFound, ""},
-		{"a hostNetwork caller with its running pod's token is served", nodeIP.As4(), tokHost, http.StatusOK, "host"},
+		{"a pod presenting its own token is served", ipX.As4(), tokX, http.StatusOK, "x", metrics.TokenValid},
+		{"a pod without a token is served by address in if-present mode", ipY.As4(), "", http.StatusOK, "y", ""},
+		{"pod X's token presented from pod Y's address is refused", ipY.As4(), tokX, http.StatusForbidden, "", metrics.TokenOtherPod},
+		{"a token for another audience is refused, naming the audience check", ipX.As4(), tokWrongAudience, http.StatusUnauthorized, "", metrics.TokenInvalid},
+		{"a forged token is refused", ipX.As4(), resign(t, tokX), http.StatusUnauthorized, "", metrics.TokenInvalid},
+		{"a hostNetwork caller without a token is refused", nodeIP.As4(), "", http.StatusNotFound, "", ""},
+		{"a hostNetwork caller with its running pod's token is served", nodeIP.As4(), tokHost, http.StatusOK, "host", metrics.TokenValid},
 		// A node daemon's token that leaked into an ordinary pod must not
 		// buy that pod the daemon's role.
-		{"a hostNetwork pod's token presented from an ordinary pod's address is refused", ipY.As4(), tokHost, http.StatusForbidden, ""},
-		{"a hostNetwork caller with the token of a pod on another node is refused", nodeIP.As4(), tokElsewhere, http.StatusNotFound, ""},
-		{"a hostNetwork caller with a deleted pod's token is refused", nodeIP.As4(), tokGone, http.StatusNotFound, ""},
+		{"a hostNetwork pod's token presented from an ordinary pod's address is refused", ipY.As4(), tokHost, http.StatusForbidden, "", metrics.TokenOtherPod},
+		{"a hostNetwork caller with the token of a pod on another node is refused", nodeIP.As4(), tokElsewhere, http.StatusNotFound, "", ""},
+		{"a hostNetwork caller with a deleted pod's token is refused", nodeIP.As4(), tokGone, http.StatusNotFound, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			results := []string{metrics.TokenValid, metrics.TokenInvalid, metrics.TokenOtherPod, metrics.TokenUnavailable}
+			before := map[string]float64{}
+			for _, res := range results {
+				before[res] = testutil.ToFloat64(h.metrics.TokenVerifications.WithLabelValues(res))
+			}
 			r := h.getWithToken(addr(tc.from[1], tc.from[2], tc.from[3]), tc.token)
 			if r.Status != tc.want {
 				t.Fatalf("answered %d %v, want %d", r.Status, r.Body, tc.want)
 			}
 			if tc.token == tokWrongAudience && !strings.Contains(r.Body["Message"], "failed the audience check") {
 				t.Fatalf("the refusal does not say which check failed: %v", r.Body)
+			}
+			for _, res := range results {
+				want := before[res]
+				if res == tc.check {
+					want++
+				}
+				if got := testutil.ToFloat64(h.metrics.TokenVerifications.WithLabelValues(res)); got != want {
+					t.Errorf("podcreds_token_verifications_total{result=%q} went from %v to %v, want %v", res, before[res], got, want)
+				}
 			}
 			if tc.sa != "" {
 				if got, want := subject(t, r.Body["Token"]), "system:serviceaccount:"+ns+":"+tc.sa; got != want {
