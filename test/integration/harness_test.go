@@ -23,6 +23,7 @@ import (
 	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -88,6 +89,9 @@ type harnessOptions struct {
 	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
 	tokenMode agent.TokenMode // presented-token check; default off here
 	stsRate   float64         // node STS budget (calls/s); 0: none
+	// wrapClient, if set, wraps the agent's Kubernetes client (to count
+	// the agent's API calls).
+	wrapClient func(kube.Client) kube.Client
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -107,6 +111,9 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 		return zapcore.NewTee(c, secrets.core())
 	})))
 	client := secrets.agentClient()
+	if o.wrapClient != nil {
+		client = o.wrapClient(client)
+	}
 	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
 	if o.tokenMode == "" {
 		o.tokenMode = agent.TokenOff
