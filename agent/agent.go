@@ -84,7 +84,7 @@ type Options struct {
 	// MaxConnections caps concurrent connections per listener (default
 	// 1024); past it new connections wait in the kernel's backlog.
 	// MaxConnectionsPerAddress caps those of one source address (default
-	// 32); past it a new connection is answered 429 and closed at once.
+	// 32); past it a new connection is reset at once.
 	MaxConnections           int
 	MaxConnectionsPerAddress int
 

@@ -3,19 +3,18 @@ package agent
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 )
 
 // connListener caps a listener's connections twice: in total, where the
 // excess waits in the kernel's backlog (as golang.org/x/net/netutil's
-// LimitListener does), and per source address, where the excess is answered
-// 429 and closed at once. Without the second cap one pod that opens the
+// LimitListener does), and per source address, where the excess is closed
+// at once. Without the second cap one pod that opens the
 // total and idles on them leaves every other pod's connection in the
 // backlog, past every SDK's timeout; with it, one address can hold at most
-// perAddr of the slots, and a connection beyond that costs it a refusal,
-// not anyone else a wait.
+// perAddr of the slots, and a connection beyond that is reset at once: it
+// costs the hoarder a refusal, not anyone else a wait.
 type connListener struct {
 	net.Listener
 	slots   chan struct{} // one token per open connection, total cap
@@ -53,7 +52,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		}
 		if !l.take(ip) {
 			<-l.slots
-			refuseConn(c, l.perAddr)
+			refuseConn(c)
 			continue
 		}
 		return &limitedConn{Conn: c, l: l, ip: ip, counted: true}, nil
@@ -105,19 +104,16 @@ func connSource(c net.Conn) (netip.Addr, bool) {
 	return ip.Unmap(), ok
 }
 
-// refuseConn answers a connection over its address's share with a 429 the
-// client may read (what it sent is never read: the answer does not depend on
-// it), then closes it. The write goes into an empty socket buffer and so does
-// not block.
-func refuseConn(c net.Conn, perAddr int) {
-	body := `{"code":"TooManyConnections","message":"` + tooManyConnsMsg(perAddr) + `","Code":"TooManyConnections","Message":"` + tooManyConnsMsg(perAddr) + `"}`
-	_, _ = c.Write([]byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+// refuseConn closes a connection over its address's share at once, with a
+// reset: nothing is read or written, so it costs the agent no more than the
+// accept. (A 429 written before the request arrives confuses clients that
+// check for unsolicited answers, and Go's client logs it; a reset is an error every
+// client retries, after its own backoff.)
+func refuseConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	_ = c.Close()
-}
-
-func tooManyConnsMsg(perAddr int) string {
-	return "this address already holds " + strconv.Itoa(perAddr) + " connections to the agent (--max-connections-per-address); close idle ones or reuse one"
 }
 
 // limitedConn gives its slots back once, on the first Close.
