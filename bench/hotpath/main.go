@@ -43,6 +43,8 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds per target")
 	round := flag.Duration("round", 2*time.Second, "length of one round")
 	conc := flag.Int("concurrency", 4, "concurrent client connections")
+	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
+	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
 	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
@@ -51,6 +53,13 @@ func main() {
 	if *serveBare != "" {
 		if err := runBare(*serveBare, *bodySize); err != nil {
 			fmt.Fprintln(os.Stderr, "bare:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *serveNeighbourAt != "" {
+		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP); err != nil {
+			fmt.Fprintln(os.Stderr, "neighbour:", err)
 			os.Exit(1)
 		}
 		return

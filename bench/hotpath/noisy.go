@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/podcreds/podcreds/bench/loadgen"
@@ -75,11 +77,11 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 		URL: url, Sources: victims, KeepAlive: false, Concurrency: 2, Interval: 20 * time.Millisecond,
 		Duration: round, ExpectBodyLen: len(body), RequestTimeout: 2 * time.Second, // botocore's timeout
 	}
-	var held, refused, flooded countSet
+	var stats neighbourStats
 	targets := []loadgen.Target{
 		{Name: "victim, quiet", Config: victim},
 		{Name: "victim, noisy neighbour", Config: victim, During: func(ctx context.Context) func() {
-			return neighbour(ctx, agentAddr, noisyIP, &held, &refused, &flooded)
+			return startNeighbour(ctx, agentAddr, noisyIP, &stats)
 		}},
 	}
 	fmt.Printf("\nnoisy neighbour: %d victim pods asking 100/s (new connection each, 2 s timeout) of an agent with default limits; the neighbour holds up to %d connections and floods at %d/s from one address\n",
@@ -93,17 +95,66 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 	}
 	r := loadgen.Compare(series[1].Summary(), series[0].Summary())
 	fmt.Printf("ratio victim noisy/quiet: p50 %.2fx, p99 %.2fx (goal: p99 ≤ 1.5x); the neighbour held at most %d connections, was refused %d connections and flooded %d requests\n",
-		r.P50, r.P99, held.max(), refused.total(), flooded.total())
+		r.P50, r.P99, stats.Held, stats.Refused, stats.Flooded)
 	if errs := errorsIn(series); errs > 0 {
 		return fmt.Errorf("%d victim requests failed beside the noisy neighbour (first: %s)", errs, firstError(series))
 	}
 	return nil
 }
 
-// neighbour starts the hoarding and the flood; the returned function stops
-// both and waits for them.
+// neighbourStats is what the neighbour process reports when it stops.
+type neighbourStats struct{ Held, Refused, Flooded int }
+
+// startNeighbour runs the neighbour in its own process (this binary, re-run),
+// as a pod is one: its goroutines and dials do not share the victim's
+// scheduler. It holds for a second before the round starts (it hoards
+// continuously: measure while it holds, not while it opens), and the
+// returned function stops it and adds what it did to stats.
+func startNeighbour(ctx context.Context, target string, ip netip.Addr, stats *neighbourStats) func() {
+	self, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command(self, "-serve-neighbour="+target, "-neighbour-ip="+ip.String())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	p, err := proc.Start(cmd, nil)
+	if err != nil {
+		panic(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	return func() {
+		_ = p.Stop(10 * time.Second)
+		var s neighbourStats
+		if _, err := fmt.Sscanf(out.String(), "held %d refused %d flooded %d", &s.Held, &s.Refused, &s.Flooded); err == nil {
+			stats.Held = max(stats.Held, s.Held)
+			stats.Refused += s.Refused
+			stats.Flooded += s.Flooded
+		}
+	}
+}
+
+// serveNeighbour is the neighbour process: it hoards and floods until
+// SIGTERM, then prints what it did.
+func serveNeighbour(target, ipStr string) error {
+	ip, err := netip.ParseAddr(ipStr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var held, refused, flooded countSet
+	neighbour(ctx, target, ip, &held, &refused, &flooded)()
+	fmt.Printf("held %d refused %d flooded %d\n", held.max(), refused.total(), flooded.total())
+	return nil
+}
+
+// neighbour starts the hoarding and the flood; the returned function waits
+// for both to end with ctx.
 func neighbour(ctx context.Context, target string, ip netip.Addr, held, refused, flooded *countSet) func() {
-	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var open countSet
 	for range hoardConns {
@@ -127,13 +178,7 @@ func neighbour(ctx context.Context, target string, ip netip.Addr, held, refused,
 		})
 		flooded.add(res.Requests)
 	})
-	// It hoards continuously: measure while it holds, not while it
-	// opens its connections.
-	select {
-	case <-ctx.Done():
-	case <-time.After(time.Second):
-	}
-	return func() { cancel(); wg.Wait() }
+	return wg.Wait
 }
 
 // hoardOne opens a connection from ip, asks once and, if answered 200, holds
