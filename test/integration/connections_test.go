@@ -73,7 +73,7 @@ func TestOneAddressCannotTakeEveryConnection(t *testing.T) {
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		t.Fatal(err)
 	}
-	hoarder, victim := addr(40, 0, 1), addr(40, 0, 2)
+	hoarder, victim := addr(60, 0, 1), addr(60, 0, 2)
 	for i, ip := range []netip.Addr{hoarder, victim} {
 		if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: fmt.Sprintf("pod-%d", i), ServiceAccount: "app", Node: h.node, IP: ip}); err != nil {
 			t.Fatal(err)
@@ -162,7 +162,7 @@ func TestRefusalsAndIdleConnectionsAreClosed(t *testing.T) {
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		t.Fatal(err)
 	}
-	ip := addr(40, 1, 1)
+	ip := addr(60, 1, 1)
 	if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "pod", ServiceAccount: "app", Node: h.node, IP: ip}); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestAddressesNotServedCostBoundedLookups(t *testing.T) {
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		t.Fatal(err)
 	}
-	ip := addr(41, 0, 1)
+	ip := addr(61, 0, 1)
 	if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "stubborn", ServiceAccount: "app", Node: h.node, IP: ip}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestAddressesNotServedCostBoundedLookups(t *testing.T) {
 		}
 	})
 	t.Run("an unknown address costs one LIST per window", func(t *testing.T) {
-		unknown := addr(41, 0, 2)
+		unknown := addr(61, 0, 2)
 		before := lists.n.Load()
 		start := time.Now()
 		for range 30 {
@@ -96,7 +96,7 @@ func TestAddressesNotServedCostBoundedLookups(t *testing.T) {
 		var throttled atomic.Int64
 		for i := range 100 {
 			wg.Go(func() {
-				r := h.get(netip.AddrFrom4([4]byte{127, 41, 1, byte(i + 1)}))
+				r := h.get(netip.AddrFrom4([4]byte{127, 61, 1, byte(i + 1)}))
 				switch {
 				case r.Status == http.StatusServiceUnavailable && r.Body["code"] == "PodLookupThrottled" && r.RetryAfter != "":
 					throttled.Add(1)
