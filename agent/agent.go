@@ -299,7 +299,7 @@ func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, erro
 	}
 	// A bounded number of connections, and a bounded share of them per
 	// source address (connlimit.go).
-	l = newConnListener(l, a.opts.MaxConnections, a.opts.MaxConnectionsPerAddress)
+	l = newConnListener(l, a.opts.MaxConnections, a.opts.MaxConnectionsPerAddress, a.metrics.ConnectionsRefused)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // connListener caps a listener's connections twice: in total, where the
@@ -21,15 +23,16 @@ type connListener struct {
 	done    chan struct{} // closed by Close, unblocking Accept
 	closing sync.Once
 	perAddr int
+	refused prometheus.Counter // may be nil
 
 	mu     sync.Mutex
 	byAddr map[netip.Addr]int // open connections per source; absent at 0
 }
 
-func newConnListener(l net.Listener, total, perAddr int) *connListener {
+func newConnListener(l net.Listener, total, perAddr int, refused prometheus.Counter) *connListener {
 	return &connListener{
 		Listener: l, slots: make(chan struct{}, total), done: make(chan struct{}),
-		perAddr: perAddr, byAddr: map[netip.Addr]int{},
+		perAddr: perAddr, refused: refused, byAddr: map[netip.Addr]int{},
 	}
 }
 
@@ -52,6 +55,9 @@ func (l *connListener) Accept() (net.Conn, error) {
 		}
 		if !l.take(ip) {
 			<-l.slots
+			if l.refused != nil {
+				l.refused.Inc()
+			}
 			refuseConn(c)
 			continue
 		}

@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestConnectionsBeyondAnAddressShareAreRefusedAtOnce: an address past its
@@ -16,7 +19,8 @@ func TestConnectionsBeyondAnAddressShareAreRefusedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newConnListener(inner, 8, 2)
+	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "refused"})
+	l := newConnListener(inner, 8, 2, refused)
 	defer l.Close()
 	accepted := make(chan net.Conn, 16)
 	go func() {
@@ -71,6 +75,11 @@ func TestConnectionsBeyondAnAddressShareAreRefusedAtOnce(t *testing.T) {
 	}
 	if got := l.open(hoarder); got != 2 {
 		t.Errorf("the address holds %d connections, want its share of 2", got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(refused) != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v connections counted as refused, want 1", testutil.ToFloat64(refused))
+		}
 	}
 	select {
 	case c := <-accepted:

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
@@ -144,6 +146,9 @@ func TestOneAddressCannotTakeEveryConnection(t *testing.T) {
 	}
 	if len(held) > 32 || refused != defaultMaxConnections-len(held) {
 		t.Errorf("the hoarder holds %d connections (%d refused), want at most its share of 32", len(held), refused)
+	}
+	if got := testutil.ToFloat64(h.metrics.ConnectionsRefused); int(got) != refused {
+		t.Errorf("podcreds_http_connections_refused_total is %v, want the %d connections refused", got, refused)
 	}
 }
 
