@@ -46,6 +46,7 @@ func main() {
 	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
 	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
 	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
+	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
 	flag.Parse()
@@ -66,13 +67,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *noisy); err != nil {
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *noisy, *onlyNoisy); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc int, noisy bool) error {
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc int, noisy, onlyNoisy bool) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -109,6 +110,9 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	kubeconfig := filepath.Join(env.Dir, "agent.kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
 		return err
+	}
+	if onlyNoisy {
+		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round)
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
