@@ -47,6 +47,7 @@ func main() {
 	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
 	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
 	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
+	pacedRate := flag.Int("paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
 	flag.Parse()
@@ -67,13 +68,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *noisy, *onlyNoisy); err != nil {
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc int, noisy, onlyNoisy bool) error {
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -178,6 +179,23 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 				URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
 				Duration: round, ExpectBodyLen: len(body),
 			}})
+		}
+	}
+	// The same load offered at a fixed rate both servers keep up with: in
+	// the rounds above each runs as fast as it can, so costs that come per
+	// second rather than per response (the runtime's sysmon, idle polling)
+	// are spread over fewer responses for the slower one. At equal
+	// throughput the CPU per response compares the work per response alone.
+	if pacedRate > 0 {
+		for _, keepAlive := range []bool{true, false} {
+			for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
+				name := fmt.Sprintf("%s@%d/s", t.name, pacedRate)
+				targets = append(targets, loadgen.Target{Name: name, CPU: cpuOf(t.name, false), Config: loadgen.Config{
+					URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
+					Interval: time.Duration(conc) * time.Second / time.Duration(pacedRate),
+					Duration: round, ExpectBodyLen: len(body),
+				}})
+			}
 		}
 	}
 	// A pod presenting its projected token (--token-verification=if-present,
