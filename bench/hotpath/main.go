@@ -45,6 +45,9 @@ func main() {
 	conc := flag.Int("concurrency", 4, "concurrent client connections")
 	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
 	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
+	var load neighbourLoad
+	flag.IntVar(&load.conns, "neighbour-conns", defaultNeighbour.conns, "connections the noisy neighbour opens and holds (0: none)")
+	flag.IntVar(&load.flood, "neighbour-flood", defaultNeighbour.flood, "requests/s the noisy neighbour floods with (0: none)")
 	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
 	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
 	pacedRate := flag.Int("paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
@@ -60,7 +63,7 @@ func main() {
 		return
 	}
 	if *serveNeighbourAt != "" {
-		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP); err != nil {
+		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP, load); err != nil {
 			fmt.Fprintln(os.Stderr, "neighbour:", err)
 			os.Exit(1)
 		}
@@ -68,13 +71,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy); err != nil {
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, load); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool) error {
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool, load neighbourLoad) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -113,7 +116,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return err
 	}
 	if onlyNoisy {
-		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round)
+		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
@@ -239,7 +242,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if !noisy {
 		return nil
 	}
-	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round)
+	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
 }
 
 // warm requests credentials once from every pod, so the rounds measure the

@@ -21,20 +21,21 @@ import (
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
-// The noisy neighbour: one pod on the node that opens as many connections as
-// the agent's default cap, asks once on each and holds what it is given,
-// opening again a second later whatever is refused or closed; and floods from the same address at floodRate, ten times the
-// default per-address rate limit.
-const (
-	hoardConns = 1024 // --max-connections' default
-	floodRate  = 500  // requests/s
-)
+// neighbourLoad is what the noisy neighbour does: one pod on the node that
+// opens conns connections (the agent's default cap), asks once on each and
+// holds what it is given, opening again a second later whatever is refused
+// or closed; and floods from the same address at flood requests/s (ten times
+// the default per-address rate limit). Zero turns either part off, to see
+// which one costs the victims what.
+type neighbourLoad struct{ conns, flood int }
+
+var defaultNeighbour = neighbourLoad{conns: 1024, flood: 500}
 
 // runNoisy measures victim pods asking as SDKs do (a new connection per
 // request, paced) against an agent with every default limit, in rounds
 // alone and beside the noisy neighbour, interleaved, and prints the victim's
 // latency in both with their ratio.
-func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string, rounds int, round time.Duration) error {
+func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string, rounds int, round time.Duration, load neighbourLoad) error {
 	const ns, node = "bench-noisy", "bench-noisy-node"
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		return err
@@ -81,11 +82,11 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 	targets := []loadgen.Target{
 		{Name: "victim, quiet", Config: victim},
 		{Name: "victim, noisy neighbour", Config: victim, During: func(ctx context.Context) func() {
-			return startNeighbour(ctx, agentAddr, noisyIP, &stats)
+			return startNeighbour(ctx, agentAddr, noisyIP, load, &stats)
 		}},
 	}
 	fmt.Printf("\nnoisy neighbour: %d victim pods asking 100/s (new connection each, 2 s timeout) of an agent with default limits; the neighbour holds up to %d connections and floods at %d/s from one address\n",
-		len(victims), hoardConns, floodRate)
+		len(victims), load.conns, load.flood)
 	series, err := loadgen.Interleave(ctx, rounds, targets)
 	if err != nil {
 		return err
@@ -110,12 +111,13 @@ type neighbourStats struct{ Held, Refused, Flooded int }
 // scheduler. It holds for a second before the round starts (it hoards
 // continuously: measure while it holds, not while it opens), and the
 // returned function stops it and adds what it did to stats.
-func startNeighbour(ctx context.Context, target string, ip netip.Addr, stats *neighbourStats) func() {
+func startNeighbour(ctx context.Context, target string, ip netip.Addr, load neighbourLoad, stats *neighbourStats) func() {
 	self, err := os.Executable()
 	if err != nil {
 		panic(err)
 	}
-	cmd := exec.Command(self, "-serve-neighbour="+target, "-neighbour-ip="+ip.String())
+	cmd := exec.Command(self, "-serve-neighbour="+target, "-neighbour-ip="+ip.String(),
+		fmt.Sprintf("-neighbour-conns=%d", load.conns), fmt.Sprintf("-neighbour-flood=%d", load.flood))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	p, err := proc.Start(cmd, nil)
@@ -139,7 +141,7 @@ func startNeighbour(ctx context.Context, target string, ip netip.Addr, stats *ne
 
 // serveNeighbour is the neighbour process: it hoards and floods until
 // SIGTERM, then prints what it did.
-func serveNeighbour(target, ipStr string) error {
+func serveNeighbour(target, ipStr string, load neighbourLoad) error {
 	ip, err := netip.ParseAddr(ipStr)
 	if err != nil {
 		return err
@@ -147,17 +149,17 @@ func serveNeighbour(target, ipStr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	var held, refused, flooded countSet
-	neighbour(ctx, target, ip, &held, &refused, &flooded)()
+	neighbour(ctx, target, ip, load, &held, &refused, &flooded)()
 	fmt.Printf("held %d refused %d flooded %d\n", held.max(), refused.total(), flooded.total())
 	return nil
 }
 
 // neighbour starts the hoarding and the flood; the returned function waits
 // for both to end with ctx.
-func neighbour(ctx context.Context, target string, ip netip.Addr, held, refused, flooded *countSet) func() {
+func neighbour(ctx context.Context, target string, ip netip.Addr, load neighbourLoad, held, refused, flooded *countSet) func() {
 	var wg sync.WaitGroup
 	var open countSet
-	for range hoardConns {
+	for range load.conns {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if hoardOne(ctx, target, ip, &open, held) {
@@ -171,10 +173,13 @@ func neighbour(ctx context.Context, target string, ip netip.Addr, held, refused,
 			}
 		})
 	}
+	if load.flood <= 0 {
+		return wg.Wait
+	}
 	wg.Go(func() {
 		res, _ := loadgen.Run(ctx, loadgen.Config{
 			URL: "http://" + target + "/v1/credentials", Sources: []netip.Addr{ip}, KeepAlive: true,
-			Concurrency: 1, Interval: time.Second / floodRate, Duration: time.Hour, RequestTimeout: 2 * time.Second,
+			Concurrency: 1, Interval: time.Second / time.Duration(load.flood), Duration: time.Hour, RequestTimeout: 2 * time.Second,
 		})
 		flooded.add(res.Requests)
 	})
