@@ -142,7 +142,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener (beyond: new connections wait in the kernel's backlog)")
-	fs.IntVar(&c.MaxConnsPerAddress, "max-connections-per-address", 32, "concurrent connections per listener from one source address (beyond: reset at once, never queued)")
+	fs.IntVar(&c.MaxConnsPerAddress, "max-connections-per-address", 32, "concurrent connections per listener from one source address (beyond: reset at once, never queued); hostNetwork pods and node processes share the node's address and so one share")
 	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; on exit remove the redirect (needs CAP_NET_ADMIN)")
 	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
 	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
