@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"golang.org/x/net/netutil"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
@@ -83,8 +82,12 @@ type Options struct {
 	// AllowedAccounts, if set, are the only AWS accounts whose roles are
 	// served (a pod asking for another account's role gets 403).
 	AllowedAccounts []string
-	// MaxConnections caps concurrent connections per listener (default 1024).
-	MaxConnections int
+	// MaxConnections caps concurrent connections per listener (default
+	// 1024); past it new connections wait in the kernel's backlog.
+	// MaxConnectionsPerAddress caps those of one source address (default
+	// 32); past it a new connection is reset at once.
+	MaxConnections           int
+	MaxConnectionsPerAddress int
 
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
@@ -137,6 +140,10 @@ func New(opts Options) (*Agent, error) {
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = 1024
 	}
+	if opts.MaxConnectionsPerAddress <= 0 {
+		opts.MaxConnectionsPerAddress = 32
+	}
+	opts.MaxConnectionsPerAddress = min(opts.MaxConnectionsPerAddress, opts.MaxConnections)
 	switch opts.TokenMode {
 	case "":
 		opts.TokenMode = TokenIfPresent
@@ -278,6 +285,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	return runErr
 }
 
+// IdleTimeout is how long a kept-alive connection may sit unused. SDKs ask
+// once per credential refresh (minutes apart), so a few seconds cost them
+// nothing and keep idle connections from holding the agent's slots.
+const IdleTimeout = 5 * time.Second
+
 // serve binds addr and serves h on it with timeouts that a credentials
 // request (a few hundred bytes each way) never comes near, so a slow or
 // stalled client cannot hold a connection.
@@ -286,15 +298,15 @@ func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	// A bounded number of connections: past it, new ones wait in the
-	// kernel's backlog instead of costing goroutines and memory.
-	l = netutil.LimitListener(l, a.opts.MaxConnections)
+	// A bounded number of connections, and a bounded share of them per
+	// source address (connlimit.go).
+	l = newConnListener(l, a.opts.MaxConnections, a.opts.MaxConnectionsPerAddress, a.metrics.ConnectionsRefused)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(a.logger.Named("http")),
 	}

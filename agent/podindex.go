@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -46,13 +47,25 @@ type PodIndex struct {
 	done     chan struct{}   // closed when a started informer has stopped
 	onChange func(types.UID) // called outside the lock after every change
 	lookups  singleflight.Group
+	// misses and apiBudget bound what unknown addresses cost the API
+	// server: a negative answer is remembered per address, and the lookups
+	// that remain share a budget of their own (lookup.go).
+	misses    *missCache
+	apiBudget *rate.Limiter
 
 	// mu guards the maps. Writers are informer callbacks; readers are
 	// requests. Each *Pod is immutable.
-	mu      sync.RWMutex
-	byIP    map[netip.Addr][]*Pod // identifiable pods only
-	byUID   map[types.UID]*Pod    // every pod of the node
-	waiters map[netip.Addr]chan struct{}
+	mu    sync.RWMutex
+	byIP  map[netip.Addr][]*Pod // identifiable pods only
+	byUID map[types.UID]*Pod    // every pod of the node
+	// parked holds the addresses of the node's pods that are not
+	// identifiable (hostNetwork, finished, terminating): a request from one
+	// is answered from the index, never from an API lookup.
+	parked map[netip.Addr][]*Pod
+	// waiters holds one entry per unknown address that a request is
+	// waiting on right now; the last waiter to leave removes it, so the
+	// map never outgrows the requests in flight.
+	waiters map[netip.Addr]*waiter
 }
 
 // NewPodIndex builds an index of the pods on node. wait is how long a request
@@ -61,7 +74,9 @@ type PodIndex struct {
 func NewPodIndex(client kube.Client, node string, wait time.Duration, logger *zap.Logger, m *metrics.Metrics, onChange func(types.UID)) *PodIndex {
 	idx := &PodIndex{
 		node: node, client: client, wait: wait, logger: logger.Named("pods"), metrics: m, onChange: onChange,
-		byIP: map[netip.Addr][]*Pod{}, byUID: map[types.UID]*Pod{}, waiters: map[netip.Addr]chan struct{}{},
+		byIP: map[netip.Addr][]*Pod{}, byUID: map[types.UID]*Pod{}, parked: map[netip.Addr][]*Pod{},
+		waiters: map[netip.Addr]*waiter{}, misses: newMissCache(LookupMissTTL, maxMisses),
+		apiBudget: rate.NewLimiter(LookupRate, LookupBurst),
 	}
 	// No periodic resync: re-handling every pod every few minutes would make
 	// each node re-read its ServiceAccounts for nothing (bench/model: the
@@ -151,13 +166,16 @@ func (idx *PodIndex) upsert(obj any) {
 		idx.unindexLocked(old)
 	}
 	idx.byUID[p.UID] = p
-	if p.Identifiable() {
-		for _, ip := range p.IPs {
-			idx.byIP[ip] = append(idx.byIP[ip], p)
-			if ch := idx.waiters[ip]; ch != nil {
-				close(ch)
-				delete(idx.waiters, ip)
-			}
+	for _, ip := range p.IPs {
+		if !p.Identifiable() {
+			idx.parked[ip] = append(idx.parked[ip], p)
+			continue
+		}
+		idx.byIP[ip] = append(idx.byIP[ip], p)
+		idx.misses.forget(ip)
+		if w := idx.waiters[ip]; w != nil {
+			close(w.wake)
+			delete(idx.waiters, ip)
 		}
 	}
 	idx.metrics.PodsIndexed.Set(float64(len(idx.byUID)))
@@ -187,22 +205,12 @@ func (idx *PodIndex) remove(obj any) {
 	}
 }
 
-// unindexLocked removes p from byIP. The slices are rebuilt, never edited in
-// place, because readers may hold the old slice.
+// unindexLocked removes p from byIP and parked. The slices are rebuilt,
+// never edited in place, because readers may hold the old slice.
 func (idx *PodIndex) unindexLocked(p *Pod) {
 	for _, ip := range p.IPs {
-		pods := idx.byIP[ip]
-		kept := make([]*Pod, 0, len(pods))
-		for _, q := range pods {
-			if q.UID != p.UID {
-				kept = append(kept, q)
-			}
-		}
-		if len(kept) == 0 {
-			delete(idx.byIP, ip)
-		} else {
-			idx.byIP[ip] = kept
-		}
+		without(idx.byIP, ip, p.UID)
+		without(idx.parked, ip, p.UID)
 	}
 }
 
@@ -227,105 +235,21 @@ func (idx *PodIndex) Holds(ip netip.Addr) bool {
 	return false
 }
 
-// indexed answers from the index alone; found is false when no identifiable
-// pod has ip. It waits for nothing, and on a waiter miss returns the channel
-// that closes when a pod with ip is indexed.
-func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, found bool, wake <-chan struct{}, err error) {
-	idx.mu.RLock()
-	pods := idx.byIP[ip]
-	idx.mu.RUnlock()
-	switch len(pods) {
-	case 1:
-		return pods[0], true, nil, nil
-	case 0:
-	default:
-		return nil, true, nil, ambiguous(ip, pods)
+func without(m map[netip.Addr][]*Pod, ip netip.Addr, uid types.UID) {
+	pods, ok := m[ip]
+	if !ok {
+		return
 	}
-	if !register {
-		return nil, false, nil, nil
+	kept := make([]*Pod, 0, len(pods))
+	for _, q := range pods {
+		if q.UID != uid {
+			kept = append(kept, q)
+		}
 	}
-	idx.mu.Lock()
-	defer idx.mu.Unlock()
-	if pods := idx.byIP[ip]; len(pods) > 0 { // indexed since the read lock
-		if len(pods) > 1 {
-			return nil, true, nil, ambiguous(ip, pods)
-		}
-		return pods[0], true, nil, nil
-	}
-	ch := idx.waiters[ip]
-	if ch == nil {
-		ch = make(chan struct{})
-		idx.waiters[ip] = ch
-	}
-	return nil, false, ch, nil
-}
-
-// Lookup returns the one identifiable pod on this node with address ip. An
-// unknown address waits, woken by the informer, up to the configured time
-// (the pod may have started a moment ago and its status not reached us yet),
-// then asks the API server once, then answers ErrUnknownCaller.
-func (idx *PodIndex) Lookup(ctx context.Context, ip netip.Addr) (*Pod, error) {
-	if p, found, _, err := idx.indexed(ip, false); found {
-		return p, err
-	}
-	deadline := time.NewTimer(idx.wait)
-	defer deadline.Stop()
-	for {
-		p, found, wake, err := idx.indexed(ip, true)
-		if found {
-			return p, err
-		}
-		select {
-		case <-wake:
-			continue
-		case <-ctx.Done():
-			return nil, failure.Retriable("RequestCancelled", "request ended while identifying the caller", 0, ctx.Err())
-		case <-deadline.C:
-		}
-		return idx.lookupAPI(ctx, ip)
-	}
-}
-
-// lookupAPI asks the API server for pods on this node with ip; concurrent
-// requests from one address share a single call.
-func (idx *PodIndex) lookupAPI(ctx context.Context, ip netip.Addr) (*Pod, error) {
-	ch := idx.lookups.DoChan(ip.String(), func() (any, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		sel := fields.AndSelectors(
-			fields.OneTermEqualSelector("spec.nodeName", idx.node),
-			fields.OneTermEqualSelector("status.podIP", ip.String()),
-		).String()
-		list, err := idx.client.ListPods(cctx, metav1.ListOptions{FieldSelector: sel})
-		if apierrors.IsForbidden(err) {
-			return nil, failure.Forbidden("list", "pods", "pods on node "+idx.node+" at "+ip.String(), err)
-		}
-		if err != nil {
-			return nil, failure.Retriable("PodLookupFailed", "cannot reach the Kubernetes API to identify the caller", 0, err)
-		}
-		var live []*Pod
-		for i := range list.Items {
-			if p := podFromObject(&list.Items[i]); p.Identifiable() {
-				live = append(live, p)
-			}
-		}
-		switch len(live) {
-		case 0:
-			return nil, unknown(ip, idx.node)
-		case 1:
-			return live[0], nil
-		default:
-			return nil, ambiguous(ip, live)
-		}
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*Pod), nil
-	case <-ctx.Done():
-		return nil, failure.Retriable("RequestCancelled", "request ended while identifying the caller", 0, ctx.Err())
+	if len(kept) == 0 {
+		delete(m, ip)
+	} else {
+		m[ip] = kept
 	}
 }
 

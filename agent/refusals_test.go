@@ -109,6 +109,7 @@ func TestRefusalBodies(t *testing.T) {
 		{"an address no pod of this node has, after asking the API server", func() error { listFails(nil); return lookup("10.0.0.9") }()},
 		{"two live pods with one address (IP reuse in progress)", ambiguous(netip.MustParseAddr("10.0.0.7"), pods)},
 		{"the client hung up while its pod was being identified", lookupCancelled},
+		{"unknown addresses asked faster than the agent's lookup budget", errLookupBudget},
 		{"the API server cannot be reached to identify a new address", func() error {
 			listFails(errors.New("connection refused"))
 			return lookup("10.0.0.10")

@@ -19,6 +19,7 @@ var (
 	jsonContentType = []string{"application/json"}
 	textContentType = []string{"text/plain; charset=utf-8"}
 	noStore         = []string{"no-store"}
+	closeConn       = []string{"close"}
 )
 
 // endpointStats holds one endpoint's pre-resolved metric children, so a
@@ -51,12 +52,15 @@ func (s *endpointStats) done(code int, start time.Time) {
 }
 
 // writeError is the one place an error becomes a response, a log line and a
-// metric. The body and the log carry the failure's safe message only.
+// metric. The body and the log carry the failure's safe message only. Every
+// refusal closes the connection: a client that is refused has no use for
+// it, and one that is flooding (429) must not keep its slot.
 func writeError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, stats *endpointStats, start time.Time, err error) {
 	fe := failure.From(err)
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
+	h["Connection"] = closeConn
 	if fe.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(fe.RetryAfter.Seconds()))))
 	}

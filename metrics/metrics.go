@@ -32,6 +32,9 @@ type Metrics struct {
 	HTTPRequests *prometheus.CounterVec
 	// HTTPDuration observes handler latency by endpoint.
 	HTTPDuration *prometheus.HistogramVec
+	// ConnectionsRefused counts connections reset on arrival because their
+	// source address already held its share (--max-connections-per-address).
+	ConnectionsRefused prometheus.Counter
 
 	// CacheRequests counts credential lookups by outcome.
 	CacheRequests *prometheus.CounterVec
@@ -94,6 +97,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			// A cache hit takes microseconds; a miss waits on TokenRequest and STS.
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5, 1, 2.5},
 		}, []string{"endpoint"}),
+		ConnectionsRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "podcreds_http_connections_refused_total",
+			Help: "Connections reset on arrival because their source address already held its share of a listener's connections.",
+		}),
 		CacheRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "podcreds_cache_requests_total",
 			Help: "Credential lookups, by result: hit, miss (started a fetch) or coalesced (joined one).",

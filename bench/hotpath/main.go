@@ -43,6 +43,14 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds per target")
 	round := flag.Duration("round", 2*time.Second, "length of one round")
 	conc := flag.Int("concurrency", 4, "concurrent client connections")
+	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
+	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
+	var load neighbourLoad
+	flag.IntVar(&load.conns, "neighbour-conns", defaultNeighbour.conns, "connections the noisy neighbour opens and holds (0: none)")
+	flag.IntVar(&load.flood, "neighbour-flood", defaultNeighbour.flood, "requests/s the noisy neighbour floods with (0: none)")
+	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
+	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
+	pacedRate := flag.Int("paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
 	flag.Parse()
@@ -54,15 +62,22 @@ func main() {
 		}
 		return
 	}
+	if *serveNeighbourAt != "" {
+		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP, load); err != nil {
+			fmt.Fprintln(os.Stderr, "neighbour:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc); err != nil {
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, load); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc int) error {
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool, load neighbourLoad) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -100,13 +115,18 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
 		return err
 	}
+	if onlyNoisy {
+		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
+	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--imds-listen="+imdsAddr, "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn",
-		// The per-address limit (50/s by default) is a policy, not the hot
-		// path: a load generator from 32 addresses would measure 429s.
-		"--rate-limit=0")
+		// Every defence runs, but the per-address limit (50/s by default)
+		// is set out of reach: it is a policy, and a load generator from
+		// 32 addresses would measure 429s. The noisy-neighbour rows run
+		// an agent with the defaults.
+		"--rate-limit=1e9", "--rate-burst=1000000000")
 	var agentLog bytes.Buffer
 	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
 	agent, err := proc.Start(agentCmd, nil)
@@ -131,24 +151,54 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return fmt.Errorf("IMDS session: %w\n%s", err, agentLog.String())
 	}
 	imdsURL += string(imdsBody.role)
+	var bareCPU []loadgen.CPUSampler
 	for _, b := range []struct {
 		addr string
 		size int
 	}{{bareAddr, len(body)}, {bareIMDSAddr, len(imdsBody.creds)}} {
-		stop, err := startBare(ctx, b.addr, b.size)
+		pid, stop, err := startBare(ctx, b.addr, b.size)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		bareCPU = append(bareCPU, loadgen.ProcessCPU(pid))
+	}
+	agentCPU := loadgen.ProcessCPU(agent.Pid())
+	cpuOf := func(name string, imds bool) loadgen.CPUSampler {
+		switch {
+		case name != "bare":
+			return agentCPU
+		case imds:
+			return bareCPU[1]
+		default:
+			return bareCPU[0]
+		}
 	}
 
 	var targets []loadgen.Target
 	for _, keepAlive := range []bool{true, false} {
 		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
-			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+			targets = append(targets, loadgen.Target{Name: t.name, CPU: cpuOf(t.name, false), Config: loadgen.Config{
 				URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
 				Duration: round, ExpectBodyLen: len(body),
 			}})
+		}
+	}
+	// The same load offered at a fixed rate both servers keep up with: in
+	// the rounds above each runs as fast as it can, so costs that come per
+	// second rather than per response (the runtime's sysmon, idle polling)
+	// are spread over fewer responses for the slower one. At equal
+	// throughput the CPU per response compares the work per response alone.
+	if pacedRate > 0 {
+		for _, keepAlive := range []bool{true, false} {
+			for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
+				name := fmt.Sprintf("%s@%d/s", t.name, pacedRate)
+				targets = append(targets, loadgen.Target{Name: name, CPU: cpuOf(t.name, false), Config: loadgen.Config{
+					URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
+					Interval: time.Duration(conc) * time.Second / time.Duration(pacedRate),
+					Duration: round, ExpectBodyLen: len(body),
+				}})
+			}
 		}
 	}
 	// A pod presenting its projected token (--pod-token-verification=if-present,
@@ -156,7 +206,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	tokenHeader := http.Header{"Authorization": {pod0Token}}
 	for _, keepAlive := range []bool{true, false} {
 		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds+token", url}} {
-			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+			targets = append(targets, loadgen.Target{Name: t.name, CPU: cpuOf(t.name, false), Config: loadgen.Config{
 				URL: t.url, Sources: sources[:1], KeepAlive: keepAlive, Concurrency: conc, Header: tokenHeader,
 				Duration: round, ExpectBodyLen: len(body),
 			}})
@@ -164,7 +214,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	}
 	for _, keepAlive := range []bool{true, false} {
 		for _, t := range []struct{ name, url string }{{"bare", "http://" + bareIMDSAddr + "/"}, {"podcreds-imds", imdsURL}} {
-			targets = append(targets, loadgen.Target{Name: t.name, Config: loadgen.Config{
+			targets = append(targets, loadgen.Target{Name: t.name, CPU: cpuOf(t.name, true), Config: loadgen.Config{
 				URL: t.url, Sources: sources[:1], KeepAlive: keepAlive, Concurrency: conc, Header: imdsHeader,
 				Duration: round, ExpectBodyLen: len(imdsBody.creds),
 			}})
@@ -184,12 +234,15 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	}
 	for i := 0; i < len(all); i += 2 {
 		r := loadgen.Compare(all[i+1].Summary(), all[i].Summary())
-		fmt.Printf("ratio %s/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx\n", all[i+1].Name, all[i].Config.Mode(), r.RPS, r.P50, r.P99)
+		fmt.Printf("ratio %s/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx, server CPU per response %.2fx\n", all[i+1].Name, all[i].Config.Mode(), r.RPS, r.P50, r.P99, r.CPU)
 	}
 	if errs := errorsIn(all); errs > 0 {
 		return fmt.Errorf("%d requests failed during the run", errs)
 	}
-	return nil
+	if !noisy {
+		return nil
+	}
+	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
 }
 
 // warm requests credentials once from every pod, so the rounds measure the
@@ -249,24 +302,25 @@ func imdsSession(ctx context.Context, base string, ip netip.Addr) (http.Header, 
 	return h, a, err
 }
 
-// startBare runs the bare ceiling in its own process (this binary, re-run).
-func startBare(ctx context.Context, addr string, size int) (func(), error) {
+// startBare runs the bare ceiling in its own process (this binary, re-run)
+// and returns its pid.
+func startBare(ctx context.Context, addr string, size int) (int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	cmd := exec.Command(self, "-serve-bare="+addr, fmt.Sprintf("-body-size=%d", size))
 	cmd.Stderr = os.Stderr
 	p, err := proc.Start(cmd, nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	stop := func() { _ = p.Stop(10 * time.Second) }
 	if err := waitOK(ctx, "http://"+addr+"/", 10*time.Second); err != nil {
 		stop()
-		return nil, err
+		return 0, nil, err
 	}
-	return stop, nil
+	return p.Pid(), stop, nil
 }
 
 func runBare(addr string, size int) error {

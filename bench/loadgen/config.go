@@ -67,6 +67,10 @@ type Config struct {
 	// ExpectBodyLen, when positive, is the exact body length of a
 	// successful response.
 	ExpectBodyLen int
+	// Interval, when positive, paces each worker: it starts a request at
+	// most once per Interval (as an SDK asks at its own pace, not as fast
+	// as it can).
+	Interval time.Duration
 }
 
 // Mode names the connection mode: "keepalive" or "conn/req".
@@ -91,7 +95,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("loadgen: source %d is not a valid address", i)
 		}
 	}
-	if c.Concurrency < 0 || c.Duration < 0 || c.MaxRequests < 0 || c.RequestTimeout < 0 ||
+	if c.Concurrency < 0 || c.Duration < 0 || c.MaxRequests < 0 || c.RequestTimeout < 0 || c.Interval < 0 ||
 		c.ExpectStatus < 0 || c.ExpectBodyLen < 0 {
 		return c, errors.New("loadgen: negative concurrency, duration, count, timeout or expectation")
 	}

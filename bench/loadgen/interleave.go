@@ -12,6 +12,12 @@ type Target struct {
 	// Name labels the target in Series and tables; names should be unique.
 	Name   string
 	Config Config
+	// CPU, if set, samples the server's CPU time before and after each
+	// round, for Result.ServerCPU.
+	CPU CPUSampler
+	// During, if set, starts other load for each of the target's rounds
+	// (a noisy neighbour) and returns the function that stops it.
+	During func(context.Context) (stop func())
 }
 
 // Series is every round's Result for one target, in round order.
@@ -34,6 +40,7 @@ func Interleave(ctx context.Context, rounds int, targets []Target) ([]Series, er
 // interleave is Interleave with the runner injected, so tests can observe
 // the order without sending traffic.
 func interleave(ctx context.Context, rounds int, targets []Target, run func(context.Context, Config) (Result, error)) ([]Series, error) {
+	var err error
 	series := make([]Series, len(targets))
 	for i, t := range targets {
 		series[i] = Series{Name: t.Name, Config: t.Config, Results: make([]Result, 0, max(rounds, 0))}
@@ -44,9 +51,27 @@ func interleave(ctx context.Context, rounds int, targets []Target, run func(cont
 			if r%2 == 1 {
 				i = len(targets) - 1 - k
 			}
+			var cpu0 time.Duration
+			if sample := targets[i].CPU; sample != nil {
+				if cpu0, err = sample(); err != nil {
+					return series, fmt.Errorf("loadgen: %s: server CPU: %w", targets[i].Name, err)
+				}
+			}
+			stop := func() {}
+			if targets[i].During != nil {
+				stop = targets[i].During(ctx)
+			}
 			res, err := run(ctx, targets[i].Config)
+			stop()
 			if err != nil {
 				return series, fmt.Errorf("loadgen: %s, round %d: %w", targets[i].Name, r+1, err)
+			}
+			if sample := targets[i].CPU; sample != nil {
+				cpu1, err := sample()
+				if err != nil {
+					return series, fmt.Errorf("loadgen: %s: server CPU: %w", targets[i].Name, err)
+				}
+				res.ServerCPU = cpu1 - cpu0
 			}
 			series[i].Results = append(series[i].Results, res)
 		}
@@ -63,6 +88,9 @@ type Summary struct {
 	// Errors is the total over all rounds: any error makes the other
 	// numbers suspect.
 	Errors int
+	// CPUPerResponse is the median of the rounds' server CPU per
+	// successful response (0 without CPU samples).
+	CPUPerResponse time.Duration
 }
 
 // Summarize returns the per-field medians of results.
@@ -75,12 +103,15 @@ func Summarize(results []Result) Summary {
 	p50 := make([]time.Duration, len(results))
 	p90 := make([]time.Duration, len(results))
 	p99 := make([]time.Duration, len(results))
+	cpu := make([]time.Duration, len(results))
 	for i, r := range results {
 		rps[i], p50[i], p90[i], p99[i] = r.RPS, r.P50, r.P90, r.P99
+		cpu[i] = r.CPUPerResponse()
 		s.Errors += r.Errors
 	}
 	s.RPS = median(rps)
 	s.P50, s.P90, s.P99 = median(p50), median(p90), median(p99)
+	s.CPUPerResponse = median(cpu)
 	return s
 }
 
@@ -88,10 +119,10 @@ func Summarize(results []Result) Summary {
 func (s Series) Summary() Summary { return Summarize(s.Results) }
 
 // Ratio compares two summaries field by field, as a/b: an RPS ratio above 1
-// means a is faster, a latency ratio above 1 means a is slower. A field is 0
-// when b's is 0.
+// means a is faster, a latency or CPU ratio above 1 means a is slower. A
+// field is 0 when b's is 0.
 type Ratio struct {
-	RPS, P50, P99 float64
+	RPS, P50, P99, CPU float64
 }
 
 // Compare returns a's medians divided by b's.
@@ -100,6 +131,7 @@ func Compare(a, b Summary) Ratio {
 		RPS: div(a.RPS, b.RPS),
 		P50: div(float64(a.P50), float64(b.P50)),
 		P99: div(float64(a.P99), float64(b.P99)),
+		CPU: div(float64(a.CPUPerResponse), float64(b.CPUPerResponse)),
 	}
 }
 

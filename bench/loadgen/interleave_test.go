@@ -170,3 +170,27 @@ func TestFormatTable(t *testing.T) {
 		}
 	})
 }
+
+func TestInterleaveSamplesServerCPUAroundEachRound(t *testing.T) {
+	var now time.Duration
+	sample := func() (time.Duration, error) { return now, nil }
+	run := func(_ context.Context, c Config) (Result, error) {
+		if c.URL == "A" {
+			now += 30 * time.Millisecond // A's server works during A's rounds only
+		} else {
+			now += 10 * time.Millisecond
+		}
+		return Result{Requests: 10}, nil
+	}
+	ts := targetsNamed("A", "B")
+	ts[0].CPU, ts[1].CPU = sample, sample
+	series, err := interleave(t.Context(), 3, ts, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Duration{3 * time.Millisecond, time.Millisecond} {
+		if got := series[i].Summary().CPUPerResponse; got != want {
+			t.Errorf("%s: CPU per response %s, want %s", series[i].Name, got, want)
+		}
+	}
+}

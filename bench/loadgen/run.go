@@ -31,6 +31,9 @@ type Result struct {
 	// start of the request to its body being read and closed. Quantiles are
 	// within 0.4 % (see histogram); Max is exact.
 	P50, P90, P99, Max time.Duration
+	// ServerCPU is the CPU time the server process spent over the run, when
+	// the Target has a CPU sampler (Interleave fills it in).
+	ServerCPU time.Duration
 }
 
 // Run drives cfg.Concurrency workers against cfg.URL until cfg.Duration has
@@ -146,7 +149,14 @@ func newWorker(cfg Config, sources []netip.Addr, req *http.Request) *worker {
 }
 
 func (w *worker) loop(ctx context.Context, st *runState) {
+	var next time.Time
 	for ctx.Err() == nil && st.take() {
+		if iv := st.cfg.Interval; iv > 0 {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			next = time.Now().Add(iv)
+		}
 		start := time.Now()
 		msg := w.do(ctx, st.cfg)
 		took := time.Since(start)

@@ -396,3 +396,16 @@ func TestRunSendsMethodHostAndHeaders(t *testing.T) {
 		t.Errorf("requests arrived as %v", bad)
 	}
 }
+
+func TestRunPacesWorkersByInterval(t *testing.T) {
+	r := newRecorder(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	res, err := Run(t.Context(), Config{URL: r.srv.URL, Concurrency: 2, Duration: 500 * time.Millisecond, Interval: 100 * time.Millisecond, KeepAlive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two workers, one request per 100 ms each, started in the first 500 ms:
+	// at 0, 100, …, 500 ms at most, six each (unpaced: thousands).
+	if res.Requests < 2 || res.Requests > 12 || res.Errors != 0 {
+		t.Errorf("%d requests (%d errors) in 500 ms from two workers paced at 100 ms, want 2–12", res.Requests, res.Errors)
+	}
+}

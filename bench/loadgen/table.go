@@ -24,14 +24,28 @@ func FormatTable(w io.Writer, baseline string, series []Series) error {
 		return fmt.Errorf("loadgen: baseline %q is not among the series", baseline)
 	}
 
-	rows := [][]string{{"target", "mode", "rounds", "req/s", "p50", "p99", "errors", "vs base"}}
+	// The server's CPU per response is a column only where it was sampled.
+	withCPU := false
+	for _, s := range series {
+		withCPU = withCPU || s.Summary().CPUPerResponse > 0
+	}
+	header := []string{"target", "mode", "rounds", "req/s", "p50", "p99", "errors", "vs base"}
+	if withCPU {
+		header = append(header, "cpu/resp", "cpu vs base")
+	}
+	rows := [][]string{header}
 	for _, s := range series {
 		sum := s.Summary()
-		rows = append(rows, []string{
+		r := Compare(sum, base)
+		row := []string{
 			s.Name, s.Config.Mode(), fmt.Sprint(sum.Rounds), fmt.Sprintf("%.0f", sum.RPS),
 			FormatDuration(sum.P50), FormatDuration(sum.P99), fmt.Sprint(sum.Errors),
-			fmt.Sprintf("%.2fx", Compare(sum, base).RPS),
-		})
+			fmt.Sprintf("%.2fx", r.RPS),
+		}
+		if withCPU {
+			row = append(row, FormatDuration(sum.CPUPerResponse), fmt.Sprintf("%.2fx", r.CPU))
+		}
+		rows = append(rows, row)
 	}
 	const leftCols = 2 // target and mode
 	widths := make([]int, len(rows[0]))

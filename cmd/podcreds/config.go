@@ -56,16 +56,17 @@ type Config struct {
 	TokenExpiration    time.Duration
 	CredentialDuration time.Duration
 	// ClusterName is the kubernetes-cluster session tag of second hops.
-	ClusterName       string
-	RefreshFraction   float64
-	RefreshBefore     time.Duration
-	UnknownPodWait    time.Duration
-	ServiceAccountTTL time.Duration
-	ShutdownTimeout   time.Duration
-	RateLimit         float64
-	AllowedAccounts   []string
-	RateBurst         int
-	MaxConnections    int
+	ClusterName        string
+	RefreshFraction    float64
+	RefreshBefore      time.Duration
+	UnknownPodWait     time.Duration
+	ServiceAccountTTL  time.Duration
+	ShutdownTimeout    time.Duration
+	RateLimit          float64
+	AllowedAccounts    []string
+	RateBurst          int
+	MaxConnections     int
+	MaxConnsPerAddress int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -161,7 +162,8 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
-	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener")
+	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener (beyond: new connections wait in the kernel's backlog)")
+	fs.IntVar(&c.MaxConnsPerAddress, "max-connections-per-address", 32, "concurrent connections per listener from one source address (beyond: reset at once, never queued); hostNetwork pods and node processes share the node's address and so one share")
 	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; both stay when the agent exits, so pods never reach the node's real IMDS while it is down ('podcreds uninstall-node' removes them; needs CAP_NET_ADMIN)")
 	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
 	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
@@ -413,6 +415,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConnections < 1 {
 		bad("-max-connections must be at least 1")
+	}
+	if c.MaxConnsPerAddress < 1 || c.MaxConnsPerAddress > c.MaxConnections {
+		bad("-max-connections-per-address must be from 1 to -max-connections (%d)", c.MaxConnections)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("-log-format %q must be json or console", c.LogFormat)

@@ -84,7 +84,8 @@ func run(ctx context.Context, cfg *Config) error {
 			AllowedAccounts: cfg.AllowedAccounts,
 			TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
 			RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
-			UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
+			MaxConnectionsPerAddress: cfg.MaxConnsPerAddress,
+			UnknownPodWait:           cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 		},
 	})
 	if err != nil {

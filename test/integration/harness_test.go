@@ -102,6 +102,9 @@ type harnessOptions struct {
 	tokenMode agent.TokenMode // presented-token check; default off here
 	stsRate   float64         // node STS budget (calls/s); 0: none
 	client    kube.Client     // the agent's API client; default: admin (secrets.agentClient)
+	// wrapClient, if set, wraps the agent's Kubernetes client (to count
+	// the agent's API calls).
+	wrapClient func(kube.Client) kube.Client
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -123,6 +126,9 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	client := o.client
 	if client == nil {
 		client = secrets.agentClient()
+	}
+	if o.wrapClient != nil {
+		client = o.wrapClient(client)
 	}
 	counting := &countingSTS{next: o.sts, delay: o.stsDelay}
 	if o.tokenMode == "" {
