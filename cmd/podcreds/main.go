@@ -26,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
+	{"issuer", "publish the cluster's OIDC issuer (discovery and keys) for AWS to trust", issuerMain},
 }
 
 func usage() string {
