@@ -27,6 +27,7 @@ type command struct {
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
 	{"issuer", "publish the cluster's OIDC issuer (discovery and keys) for AWS to trust", issuerMain},
+	{"doctor", "check the chain AWS relies on to accept this cluster's tokens, and say what to fix", doctorMain},
 }
 
 func usage() string {
