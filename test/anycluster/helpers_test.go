@@ -1,6 +1,7 @@
 package anycluster
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -273,3 +274,5 @@ func readOnlyCredentials(t *testing.T) (string, string, string) {
 	}
 	return aws.ToString(out.Credentials.AccessKeyId), aws.ToString(out.Credentials.SecretAccessKey), aws.ToString(out.Credentials.SessionToken)
 }
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
