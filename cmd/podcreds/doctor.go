@@ -15,8 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"k8s.io/client-go/rest"
 
 	"github.com/podcreds/podcreds/doctor"
+	"github.com/podcreds/podcreds/issuer"
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -101,6 +103,17 @@ func doctorMain(args []string) int {
 	return 0
 }
 
+// doctorKube reads the discovery endpoints as the publisher does and mints
+// tokens through package kube.
+type doctorKube struct {
+	kube.Client
+	raw *issuer.APIServerSource
+}
+
+func (d doctorKube) GetRaw(ctx context.Context, path string) ([]byte, error) {
+	return d.raw.GetRaw(ctx, path)
+}
+
 func doctorOptions(ctx context.Context, kubeconfig, caFile string, useIAM bool, iamEndpoint, region string) (doctor.Options, error) {
 	var o doctor.Options
 	restCfg, err := kubeConfig(kubeconfig, 5, 10)
@@ -108,9 +121,15 @@ func doctorOptions(ctx context.Context, kubeconfig, caFile string, useIAM bool, 
 		return o, err
 	}
 	restCfg.UserAgent = "podcreds-doctor"
-	if o.Kube, err = kube.New(restCfg); err != nil {
+	kc, err := kube.New(restCfg)
+	if err != nil {
 		return o, err
 	}
+	hc, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		return o, err
+	}
+	o.Kube = doctorKube{kc, &issuer.APIServerSource{Client: hc, Host: restCfg.Host}}
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool()

@@ -24,10 +24,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 
 	"github.com/podcreds/podcreds/issuer"
-	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 )
 
@@ -214,10 +214,11 @@ func newPublisher(ctx context.Context, cfg *IssuerConfig, logger *zap.Logger, m 
 		return nil, nil, err
 	}
 	restCfg.UserAgent = "podcreds-issuer"
-	client, err := kube.New(restCfg)
+	hc, err := rest.HTTPClientFor(restCfg)
 	if err != nil {
 		return nil, nil, err
 	}
+	client := &issuer.APIServerSource{Client: hc, Host: restCfg.Host}
 	var target issuer.Target
 	if cfg.Dir != "" {
 		if target, err = issuer.NewDirTarget(cfg.Dir); err != nil {
