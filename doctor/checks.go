@@ -221,7 +221,7 @@ func (r *run) stsAccepts(ctx context.Context, token string) {
 	fix := "see the error; " + docs + " lists the trust policy and provider set-up"
 	lower := strings.ToLower(msg)
 	switch {
-	case strings.Contains(lower, "aud"):
+	case strings.Contains(lower, "aud") || strings.Contains(lower, "azp") || strings.Contains(lower, "client id"):
 		fix = fmt.Sprintf("the token's audience %q is not a client id of the IAM OIDC provider for %s: aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn arn:aws:iam::<account>:oidc-provider/%s --client-id %s (or run podcreds with --audience set to the provider's client id)", r.o.Audience, provider, provider, r.o.Audience)
 	case code == "InvalidIdentityToken" && strings.Contains(lower, "provider"):
 		fix = fmt.Sprintf("create the IAM OIDC provider: aws iam create-open-id-connect-provider --url %s --client-id-list %s", r.o.PublicURL, r.o.Audience)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // DirTarget writes the documents under a directory, for users who serve the
@@ -41,7 +42,9 @@ func (d *DirTarget) Get(_ context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// A file where a directory should be: nothing is published there;
+		// writing will say what is in the way.
 		return nil, ErrNotFound
 	}
 	return b, err

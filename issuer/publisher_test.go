@@ -266,8 +266,8 @@ func assertUnwritable(t *testing.T, dir string) {
 	t.Helper()
 	before := snapshot(t, dir)
 	_, err := newTestPublisher(t, &fakeSource{discovery(testIssuer), jwks(t, "a")}, dir, &clock{time.Now()}, time.Hour).Sync(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "publish") {
-		t.Fatalf("error %v, want a publish error naming the object", err)
+	if err == nil || !strings.Contains(err.Error(), "publish ") || !strings.Contains(err.Error(), "write access") {
+		t.Fatalf("error %v, want a publish error naming the object and the access it needs", err)
 	}
 	if after := snapshot(t, dir); !maps(before, after) {
 		t.Fatalf("a failed sync changed the documents:\nbefore %v\nafter  %v", before, after)

@@ -3,7 +3,6 @@ package anycluster
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,21 +62,17 @@ func TestRefusedPublishesChangeNothing(t *testing.T) {
 	})
 
 	t.Run("a directory that is not writable", func(t *testing.T) {
-		dir := t.TempDir()
-		// A file where the publisher needs a directory: unwritable for any
-		// user, root included.
-		if err := os.WriteFile(filepath.Join(dir, ".well-known"), []byte("not a directory"), 0o444); err != nil {
+		dir := sharedDir(t) + "/target"
+		if err := os.Mkdir(dir, 0o555); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "openid"), []byte("not a directory"), 0o444); err != nil {
-			t.Fatal(err)
-		}
-		r := podcreds(t, []string{"KUBECONFIG=" + kubeconfig(t)}, "issuer", "publish", "--once", "--public-url="+env.Public.URL, "--dir="+dir)
-		if r.code == 0 || !strings.Contains(r.stderr, "publish openid/v1/jwks") {
+		defer os.Chmod(dir, 0o755)
+		r := runUnprivileged(t, "issuer", "publish", "--once", "--public-url="+env.Public.URL, "--dir="+dir)
+		if r.code == 0 || !strings.Contains(r.stderr, "publish podcreds-issuer-state.json") || !strings.Contains(r.stderr, "needs write access to "+dir) {
 			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 		}
-		if b, _ := os.ReadFile(filepath.Join(dir, "openid")); string(b) != "not a directory" {
-			t.Fatal("the refused publish changed the directory")
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("the refused publish left %d entries behind", len(entries))
 		}
 	})
 

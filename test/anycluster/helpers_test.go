@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,3 +277,60 @@ func readOnlyCredentials(t *testing.T) (string, string, string) {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// runUnprivileged runs podcreds as a user the file system's permissions
+// apply to: nobody (65534) when the test runs as root, which ignores them;
+// the test's own user otherwise.
+func runUnprivileged(t *testing.T, args ...string) result {
+	t.Helper()
+	shared := sharedDir(t)
+	bin := filepath.Join(shared, "podcreds")
+	b, err := os.ReadFile(podcredsBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(shared, "kubeconfig")
+	if err := env.WriteKubeconfig(kc, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + shared, "KUBECONFIG=" + kc}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("podcreds %v: %v", args, err)
+	}
+	t.Logf("podcreds %s (unprivileged) → exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// sharedDir is one directory per test that every user may enter (t.TempDir
+// is private to the test's user).
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	name := "podcreds-anycluster-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	dir := filepath.Join(os.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
