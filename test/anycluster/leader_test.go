@@ -22,7 +22,7 @@ type publisher struct {
 	cmd     *exec.Cmd
 	metrics string // metrics URL
 	health  string // readyz URL
-	done    chan error
+	done    chan struct{} // closed when the process has exited
 }
 
 func freeAddr(t *testing.T) string {
@@ -57,8 +57,8 @@ func startPublisher(t *testing.T, name, lease string, extra ...string) *publishe
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &publisher{name: name, cmd: cmd, metrics: "http://" + m + "/metrics", health: "http://" + h + "/readyz", done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logFile.Close() }()
+	p := &publisher{name: name, cmd: cmd, metrics: "http://" + m + "/metrics", health: "http://" + h + "/readyz", done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logFile.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
