@@ -31,7 +31,11 @@ func TestPublishedIssuerWholeChain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	// Before publishing, the public URL has nothing AWS could trust.
+	// Before publishing (documents another test published are removed),
+	// the public URL has nothing AWS could trust.
+	for _, k := range []string{".well-known/openid-configuration", "openid/v1/jwks", "podcreds-issuer-state.json"} {
+		deleteObject(t, k)
+	}
 	if code, _, _ := publicGet(t, ".well-known/openid-configuration"); code == http.StatusOK {
 		t.Fatal("the discovery document is public before anything published it")
 	}

@@ -334,3 +334,11 @@ func sharedDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+func deleteObject(t *testing.T, key string) {
+	t.Helper()
+	_, err := rootS3().DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(testenv.IssuerBucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -182,3 +182,15 @@ func TestFailedPublishIsAnEvent(t *testing.T) {
 		return false
 	})
 }
+
+// TestSyncOnDemand: with an hour between polls, SIGHUP makes the leader
+// sync at once.
+func TestSyncOnDemand(t *testing.T) {
+	p := startPublisher(t, "replica-hup", "issuer-hup-test", "--interval=1h")
+	success := `podcreds_issuer_syncs_total{result="success"}`
+	waitFor(t, 30*time.Second, "the first sync", func() bool { return p.metric(success) == 1 })
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a sync on SIGHUP", func() bool { return p.metric(success) == 2 })
+}
