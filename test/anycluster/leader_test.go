@@ -20,8 +20,8 @@ import (
 type publisher struct {
 	name    string
 	cmd     *exec.Cmd
-	metrics string // metrics URL
-	health  string // readyz URL
+	metrics string        // metrics URL
+	health  string        // readyz URL
 	done    chan struct{} // closed when the process has exited
 }
 
