@@ -106,7 +106,11 @@ func parseIssuerConfig(args []string, publish bool, getenv func(string) string) 
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL override (S3-compatible stores); empty: the region's default")
 	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "address the bucket path-style (https://host/bucket/key), as S3-compatible stores need")
 	fs.DurationVar(&c.Overlap, "overlap", issuer.DefaultOverlap, "how long a key stays published after the API server stops serving it: the longest token lifetime plus the relying party's JWKS cache time")
-	fs.DurationVar(&c.Interval, "interval", time.Minute, "how often to compare and publish (SIGHUP: now)")
+	interval := "how often to compare and publish"
+	if !publish {
+		interval += " (SIGHUP: at once)"
+	}
+	fs.DurationVar(&c.Interval, "interval", time.Minute, interval)
 	if publish {
 		fs.BoolVar(&c.Once, "once", false, "publish once and exit (non-zero on failure)")
 	} else {
