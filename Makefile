@@ -37,7 +37,7 @@ PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 60s
 
-.PHONY: all build tools deploy-tools test unit lint vet fmt-check bench bench-scale demo fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
+.PHONY: all build tools deploy-tools test unit lint vet fmt-check bench bench-scale demo demo-any-cluster fuzz clean clean-tools help e2e e2e-root e2e-deps compat-readme monitoring-sync chart-flags image image-test image-deps
 
 all: build
 
@@ -181,6 +181,10 @@ unit: ## only the tests that need no real control plane
 demo: build tools ## bring up the control plane and MinIO, run the agent and an unmodified SDK client
 	$(GO) build -o bin/s3client ./examples/s3client
 	$(GO) run ./hack/demo --agent=bin/podcreds --client=bin/s3client
+
+demo-any-cluster: build tools ## a self-managed cluster: publish its issuer (podcreds issuer publish --once), podcreds doctor, then credentials
+	$(GO) build -o bin/s3client ./examples/s3client
+	$(GO) run ./hack/demo --any-cluster --agent=bin/podcreds --client=bin/s3client
 
 bench: build tools ## hot path vs a bare net/http server (interleaved), plus handler and cache micro-benchmarks
 	$(GO) build -o bin/hotpath ./bench/hotpath

@@ -21,6 +21,7 @@ var layers = map[string]int{
 	"agent/stack":  layerAssembly,
 	"agent":        layerComponent,
 	"issuer":       layerComponent,
+	"doctor":       layerComponent,
 	"webhook":      layerComponent,
 	"roles":        layerPart,
 	"cache":        layerPart,

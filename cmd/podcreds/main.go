@@ -29,6 +29,8 @@ var commands = []command{
 	{"webhook", "run the admission webhook that onboards pods to the agent", webhookMain},
 	{"uninstall-node", "remove what the agent's -link-setup left on this node (run after the agent is gone)", uninstallNodeMain},
 	{"version", "print the version, commit and Go version (also --version)", versionMain},
+	{"issuer", "publish the cluster's OIDC issuer (discovery and keys) for AWS to trust", issuerMain},
+	{"doctor", "check the chain AWS relies on to accept this cluster's tokens, and say what to fix", doctorMain},
 }
 
 func usage() string {

@@ -49,6 +49,8 @@ type options struct {
 	agentBin  string
 	clientBin string
 	timeout   time.Duration
+	// anyCluster publishes the cluster's issuer first (anycluster.go).
+	anyCluster bool
 }
 
 func main() {
@@ -93,6 +95,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.agentBin, "agent", "", "the podcreds binary (`make build` writes bin/podcreds)")
 	fs.StringVar(&o.clientBin, "client", "", "the example S3 client binary (built from ./examples/s3client)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
+	fs.BoolVar(&o.anyCluster, "any-cluster", false, "run as a self-managed cluster: publish the issuer to an https bucket with podcreds issuer publish --once, check it with podcreds doctor")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -125,7 +128,7 @@ func run(ctx context.Context, u *ui, opts options) (err error) {
 	defer os.RemoveAll(dir)
 
 	u.step("starting the cluster side: etcd, kube-apiserver and MinIO (STS + S3)")
-	env, err := testenv.Start(ctx, testenv.Options{Logf: func(format string, args ...any) {
+	env, err := testenv.Start(ctx, testenv.Options{PublicIssuer: opts.anyCluster, Logf: func(format string, args ...any) {
 		u.line("testenv | ", fmt.Sprintf(format, args...))
 	}})
 	if err != nil {
@@ -135,6 +138,11 @@ func run(ctx context.Context, u *ui, opts options) (err error) {
 		u.step("stopping MinIO, kube-apiserver and etcd")
 		env.Stop()
 	}()
+	if opts.anyCluster {
+		if err := publishIssuer(ctx, u, env, opts, dir); err != nil {
+			return err
+		}
+	}
 
 	u.step("creating ServiceAccount %s/%s with %s: %s", appNamespace, appSA, testenv.RoleAnnotation, env.RoleARN)
 	if _, err := env.CreateServiceAccount(ctx, appNamespace, appSA, map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
@@ -144,6 +152,12 @@ func run(ctx context.Context, u *ui, opts options) (err error) {
 	u.step("running pod %s/%s (ServiceAccount %s) on node %s with IP %s", appNamespace, appPod, appSA, nodeName, podIP)
 	if _, err := env.RunPod(ctx, testenv.PodSpec{Namespace: appNamespace, Name: appPod, ServiceAccount: appSA, Node: nodeName, IP: podIP}); err != nil {
 		return err
+	}
+
+	if opts.anyCluster {
+		if err := runDoctor(ctx, u, env, opts, dir); err != nil {
+			return err
+		}
 	}
 
 	u.step("giving the agent a least-privilege identity: ServiceAccount %s/%s bound to ClusterRole %s", agentNamespace, agentSA, agentRole)

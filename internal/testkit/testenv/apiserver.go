@@ -21,7 +21,9 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 		return err
 	}
 	e.APIServerURL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	e.IssuerURL = e.APIServerURL
+	if e.IssuerURL == "" {
+		e.IssuerURL = e.APIServerURL
+	}
 
 	pki := filepath.Join(e.Dir, "pki")
 	if err := os.MkdirAll(pki, 0o700); err != nil {
@@ -35,6 +37,7 @@ func (e *Env) startAPIServer(ctx context.Context, bin, etcdURL string) error {
 	if e.SigningKey, err = signingKey(saKey, saPub); err != nil {
 		return fmt.Errorf("service account signing key: %w", err)
 	}
+	e.servingCertPath, e.servingKeyPath, e.keyPubs = certPath, keyPath, []string{saPub}
 	adminToken := randomHex(24)
 	tokens := filepath.Join(pki, "tokens.csv")
 	if err := os.WriteFile(tokens, []byte(adminToken+",admin,admin,system:masters\n"), 0o600); err != nil {

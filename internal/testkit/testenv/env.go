@@ -40,6 +40,12 @@ type Options struct {
 	// STSEndpoint and S3Endpoint; empty means 127.0.0.1. The e2e suite uses
 	// an address that pods in their own network namespaces can reach.
 	MinIOHost string
+	// PublicIssuer runs the cluster as a self-managed one publishing its
+	// issuer (see public.go): a MinIO serving a bucket over https is the
+	// public issuer URL, kube-apiserver's --service-account-issuer and
+	// --service-account-jwks-uri point into that bucket, and no STS runs
+	// until the test calls StartPublicSTS (after publishing).
+	PublicIssuer bool
 }
 
 // Env is a running control plane and STS.
@@ -48,9 +54,11 @@ type Env struct {
 	Config *rest.Config
 	// Client is a clientset built from Config.
 	Client kubernetes.Interface
-	// APIServerURL is the API server's https URL; it is also the issuer.
+	// APIServerURL is the API server's https URL; it is also the issuer
+	// unless Options.PublicIssuer is set.
 	APIServerURL string
-	// IssuerURL is the ServiceAccount token issuer (equal to APIServerURL).
+	// IssuerURL is the ServiceAccount token issuer: APIServerURL, or with
+	// Options.PublicIssuer the public bucket URL.
 	IssuerURL string
 	// CACertPEM is the certificate that signs the API server's serving cert.
 	CACertPEM []byte
@@ -75,6 +83,15 @@ type Env struct {
 	apiserverArgs []string
 	stopOnce      sync.Once
 	startedAt     time.Time
+
+	// Options.PublicIssuer only.
+	Public          *PublicIssuer
+	minioBin        string
+	sts             *process
+	stsStarts       int
+	servingCertPath string
+	servingKeyPath  string
+	keyPubs         []string // --service-account-key-file values, signing key's first
 }
 
 // Start brings up etcd, kube-apiserver and MinIO. The caller must call Stop,
@@ -105,10 +122,20 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
+	env.minioBin = bins["minio"]
+	if opts.PublicIssuer {
+		if err := env.planPublicIssuer(); err != nil {
+			return env, err
+		}
+	}
 	if err := env.startAPIServer(ctx, bins["kube-apiserver"], etcdURL); err != nil {
 		return env, err
 	}
-	if err := env.startMinIO(ctx, bins["minio"]); err != nil {
+	if opts.PublicIssuer {
+		if err := env.startIssuerBucket(ctx); err != nil {
+			return env, err
+		}
+	} else if err := env.startMinIO(ctx, bins["minio"]); err != nil {
 		return env, err
 	}
 	opts.Logf("environment ready in %s", time.Since(env.startedAt).Round(10*time.Millisecond))

@@ -24,9 +24,15 @@ type Runner interface{ Run() int }
 // Each check runs after the tests, with the environment still up; one that
 // fails turns the package's result into a failure.
 func Main(m Runner, env **Env, checks ...func() error) {
+	MainWith(m, env, Options{}, checks...)
+}
+
+// MainWith is Main with Options (KeepDir follows PODCREDS_KEEP_TESTENV).
+func MainWith(m Runner, env **Env, opts Options, checks ...func() error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	start := time.Now()
-	e, err := Start(ctx, Options{KeepDir: os.Getenv("PODCREDS_KEEP_TESTENV") != ""})
+	opts.KeepDir = opts.KeepDir || os.Getenv("PODCREDS_KEEP_TESTENV") != ""
+	e, err := Start(ctx, opts)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the test environment (etcd, kube-apiserver, minio) did not start: %v\n", err)

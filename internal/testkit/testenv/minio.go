@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -41,19 +43,26 @@ func (e *Env) startMinIO(ctx context.Context, bin string) error {
 	e.MinIORootPassword = randomHex(16)
 
 	// MinIO reaches the issuer over https and trusts what is in certs/CAs.
-	certs := filepath.Join(e.Dir, "minio-certs")
+	// Each (re)start of the STS gets its own name, log and data: a restart
+	// stands for a fresh STS that has cached nothing.
+	name := "minio"
+	if e.stsStarts > 0 {
+		name = fmt.Sprintf("minio-%d", e.stsStarts)
+	}
+	e.stsStarts++
+	certs := filepath.Join(e.Dir, name+"-certs")
 	if err := os.MkdirAll(filepath.Join(certs, "CAs"), 0o700); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(certs, "CAs", "kube-apiserver.pem"), e.CACertPEM, 0o600); err != nil {
 		return err
 	}
-	p, err := startProcess(e.Dir, "minio", bin, []string{
+	p, err := startProcess(e.Dir, name, bin, []string{
 		"server",
 		"--address", net.JoinHostPort(host, strconv.Itoa(port)),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
 		"--certs-dir", certs,
-		filepath.Join(e.Dir, "minio-data"),
+		filepath.Join(e.Dir, name+"-data"),
 	}, []string{
 		"MINIO_ROOT_USER=" + e.MinIORootUser,
 		"MINIO_ROOT_PASSWORD=" + e.MinIORootPassword,
@@ -158,4 +167,13 @@ func httpOK(ctx context.Context, url string) error {
 		return fmt.Errorf("%s answered %d", url, res.StatusCode)
 	}
 	return nil
+}
+
+// tlsTransport is an HTTP transport that trusts only caPEM.
+func tlsTransport(caPEM []byte) (*http.Transport, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in the CA PEM")
+	}
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, nil
 }
