@@ -54,7 +54,7 @@ func doctorMain(args []string) int {
 		}
 		return 2
 	}
-	if err := applyEnv(fs, os.Getenv, map[string]string{"kubeconfig": "KUBECONFIG", "sts-region": "AWS_REGION"}); err != nil {
+	if err := flagsFromEnv(fs, os.Getenv, map[string]string{"kubeconfig": "KUBECONFIG", "sts-region": "AWS_REGION"}); err != nil {
 		fmt.Fprintf(os.Stderr, "podcreds doctor: %v\n", err)
 		return 2
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -131,7 +130,7 @@ func parseIssuerConfig(args []string, publish bool, getenv func(string) string) 
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if err := applyEnv(fs, getenv, map[string]string{"kubeconfig": "KUBECONFIG", "s3-region": "AWS_REGION", "lease-namespace": "POD_NAMESPACE", "identity": "POD_NAME"}); err != nil {
+	if err := flagsFromEnv(fs, getenv, map[string]string{"kubeconfig": "KUBECONFIG", "s3-region": "AWS_REGION", "lease-namespace": "POD_NAMESPACE", "identity": "POD_NAME"}); err != nil {
 		return nil, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -141,32 +140,6 @@ func parseIssuerConfig(args []string, publish bool, getenv func(string) string) 
 		c.Identity, _ = os.Hostname()
 	}
 	return c, c.validate(publish)
-}
-
-// applyEnv sets every flag not given on the command line from
-// PODCREDS_<FLAG>, or from the conventional variable named in conventional.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string, conventional map[string]string) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		env := "PODCREDS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v := getenv(env)
-		if v == "" && conventional[f.Name] != "" {
-			env = conventional[f.Name]
-			v = getenv(env)
-		}
-		if v == "" {
-			return
-		}
-		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-		}
-	})
-	return errors.Join(errs...)
 }
 
 func (c *IssuerConfig) validate(publish bool) error {

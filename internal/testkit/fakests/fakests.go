@@ -59,14 +59,8 @@ func (s *STS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, _ ...func
 	s.n++
 	n := s.n
 	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
+	if err := sleep(ctx, latency); err != nil {
+		return nil, err
 	}
 	if fail != nil {
 		return nil, fail
@@ -119,14 +113,8 @@ func (s *STS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleW
 	s.mu.Lock()
 	latency, fail, lifetime, now := s.latency, s.fail, s.lifetime, s.now
 	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
+	if err := sleep(ctx, latency); err != nil {
+		return nil, err
 	}
 	if fail != nil {
 		return nil, fail
@@ -150,4 +138,19 @@ func (s *STS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleW
 		},
 		AssumedRoleUser: &ststypes.AssumedRoleUser{Arn: aws.String("arn:aws:sts::123456789012:assumed-role/fake/" + aws.ToString(in.RoleSessionName))},
 	}, nil
+}
+
+// sleep waits d (nothing for d ≤ 0), or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
