@@ -147,7 +147,7 @@ func TestIMDSv1AllowedInOptionalMode(t *testing.T) {
 // with more header than any SDK sends is refused before the handler runs.
 func TestHugeHeadersAreRefused(t *testing.T) {
 	h := newUnitIMDS(t, IMDSTokensRequired)
-	srv, addr, err := h.a.serve("127.0.0.1:0", h)
+	srv, addr, err := h.a.serve("127.0.0.1:0", h, false)
 	if err != nil {
 		t.Fatal(err)
 	}

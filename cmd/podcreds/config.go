@@ -61,6 +61,8 @@ type Config struct {
 	UnknownPodWait    time.Duration
 	ServiceAccountTTL time.Duration
 	ShutdownTimeout   time.Duration
+	DrainDelay        time.Duration
+	WarmTimeout       time.Duration
 	RateLimit         float64
 	AllowedAccounts   []string
 	RateBurst         int
@@ -141,6 +143,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 2*time.Second, "on SIGTERM, after leaving the listening group, how long to keep answering on open connections (each answer closing its connection) before closing idle ones; 0 disables")
+	fs.DurationVar(&c.WarmTimeout, "warm-timeout", 30*time.Second, "longest a starting agent waits for every pod's credentials before it serves")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
@@ -252,6 +256,12 @@ func (c *Config) validate() error {
 	}
 	if c.ServiceAccountTTL <= 0 {
 		bad("-serviceaccount-ttl must be positive")
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		bad("-drain-delay %s must be at least 0 and shorter than -shutdown-timeout %s", c.DrainDelay, c.ShutdownTimeout)
+	}
+	if c.WarmTimeout <= 0 {
+		bad("-warm-timeout must be positive")
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")

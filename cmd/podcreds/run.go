@@ -88,6 +88,7 @@ func run(ctx context.Context, cfg *Config) error {
 			TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
 			RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 			UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
+			DrainDelay: drainDelay(cfg.DrainDelay), WarmTimeout: cfg.WarmTimeout,
 		},
 	})
 	if err != nil {
@@ -155,6 +156,13 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 	logger.Info("link setup", zap.String("interface", res.Interface), zap.String("kind", res.Kind),
 		zap.Bool("created", res.Created), zap.Stringers("addresses", res.Addresses),
 		zap.Stringers("added", res.Added), zap.Stringers("removed", res.Removed), zap.Strings("imdsRules", res.IMDSRules))
+	// Upgrades run two agents side by side; the one leaving hands its
+	// queued connections to the other only with request migration on.
+	if changed, err := netsetup.EnableRequestMigration(); err != nil {
+		logger.Warn("connections queued on an agent that leaves during an upgrade will be reset", zap.Error(err))
+	} else if changed {
+		logger.Info("set net.ipv4.tcp_migrate_req=1: queued connections move to the new agent during upgrades")
+	}
 	if res.Kind != "dummy" {
 		logger.Warn("the kernel has no dummy interface driver; the addresses are on an ifb device instead", zap.String("interface", res.Interface))
 	}
@@ -167,6 +175,14 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 		logger.Info("IPv6 is off on this node: not listening on its IPv6 address", zap.Stringer("address", v6))
 	}
 	return nil
+}
+
+// drainDelay maps the flag's "0 disables" to the agent's "negative disables".
+func drainDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // rateLimit maps the flag's "0 disables" to the agent's "negative disables".

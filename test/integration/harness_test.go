@@ -100,6 +100,9 @@ type harnessOptions struct {
 	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
 	tokenMode agent.TokenMode // presented-token check; default off here
 	stsRate   float64         // node STS budget (calls/s); 0: none
+	// beforeReady, if set, is called with the /readyz URL (needs side)
+	// while the agent is not ready yet, every 10ms.
+	beforeReady func(a *agent.Agent, readyz string)
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -168,6 +171,9 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("agent not ready after 30s")
+		}
+		if side := a.SideAddrs(); o.beforeReady != nil && len(side) > 0 {
+			o.beforeReady(a, "http://"+side[0].String()+"/readyz")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
