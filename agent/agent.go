@@ -52,6 +52,10 @@ type Options struct {
 	IMDSTokenMode        IMDSTokenMode
 	IMDSRegion           string
 	IMDSAvailabilityZone string
+	// IMDSKey, if set, is the key IMDS session tokens are HMAC'd with,
+	// shared by every agent on the node (LoadIMDSKey) so tokens survive an
+	// upgrade; nil: a random key per process.
+	IMDSKey *[IMDSKeySize]byte
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// Empty disables one.
 	HealthAddr, MetricsAddr string
@@ -265,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.servers = append(a.servers, srv)
 	}
 	if len(a.opts.IMDSListeners) > 0 {
-		tokens := newIMDSTokens()
+		tokens := newIMDSTokens(a.opts.IMDSKey)
 		for _, addr := range a.opts.IMDSListeners {
 			hosts, err := hostsFor(addr)
 			if err != nil {

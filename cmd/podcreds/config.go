@@ -34,6 +34,7 @@ type Config struct {
 
 	IMDSListen           []string // opt-in IMDS-compatible endpoint
 	IMDSTokens           string   // required or optional
+	IMDSKeyFile          string   // the node's IMDS token key, shared across upgrades
 	IMDSRegion           string   // placement/region; default: STSRegion
 	IMDSAvailabilityZone string
 
@@ -122,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
 	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set (production: 169.254.169.254:80)")
 	fs.StringVar(&c.IMDSTokens, "imds-tokens", "required", "IMDS session tokens: required (IMDSv2 only) or optional (IMDSv1 allowed)")
+	fs.StringVar(&c.IMDSKeyFile, "imds-key-file", "", "file on the node holding the key IMDS session tokens are signed with, created if missing and shared by the old and new agent during an upgrade so pods' tokens stay valid (a hostPath; empty: a key per process)")
 	fs.StringVar(&c.IMDSRegion, "imds-region", "", "region IMDS reports in placement/region; empty: --sts-region")
 	fs.StringVar(&c.IMDSAvailabilityZone, "imds-availability-zone", "", "availability zone IMDS reports in placement/availability-zone; empty: 404")
 	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")

@@ -59,6 +59,13 @@ func run(ctx context.Context, cfg *Config) error {
 		verifier = v
 	}
 
+	var imdsKey *[agent.IMDSKeySize]byte
+	if cfg.IMDSKeyFile != "" && len(cfg.IMDSListen) > 0 {
+		if imdsKey, err = agent.LoadIMDSKey(cfg.IMDSKeyFile); err != nil {
+			return err
+		}
+	}
+
 	var listeners []agent.Listener
 	for _, a := range cfg.Listen {
 		listeners = append(listeners, agent.Listener{Addr: a})
@@ -80,7 +87,7 @@ func run(ctx context.Context, cfg *Config) error {
 		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore, MaxWait: cfg.MaxFetchWait},
 		Agent: agent.Options{
 			NodeName: cfg.NodeName, Listeners: listeners,
-			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
+			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens), IMDSKey: imdsKey,
 			IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
 			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen,
 			CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
