@@ -59,7 +59,13 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// Empty disables one.
 	HealthAddr, MetricsAddr string
-	Gatherer                prometheus.Gatherer
+	// HealthSocket, if set, also serves /healthz and /readyz on a Unix
+	// socket at this path: on a node where an old and a new agent share
+	// HealthAddr (a reuseport group) a TCP probe may reach either, while a
+	// socket in the container's own filesystem reaches only its own agent
+	// (podcreds probe).
+	HealthSocket string
+	Gatherer     prometheus.Gatherer
 
 	// CredentialsPath is the container endpoint's path (default /v1/credentials).
 	CredentialsPath string
@@ -209,6 +215,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		side = append(side, srv)
 		a.setAddr(&a.side, addr)
+		if a.opts.HealthSocket != "" {
+			srv, err := a.serveSocket(a.opts.HealthSocket, mux)
+			if err != nil {
+				shutdown(side, time.Second)
+				return err
+			}
+			side = append(side, srv)
+		}
 	}
 	if a.opts.MetricsAddr != "" && a.opts.Gatherer != nil {
 		mux := http.NewServeMux()

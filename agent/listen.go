@@ -2,8 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"os"
 	"sync"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // Sockets during upgrades.
@@ -39,4 +45,22 @@ type onceCloser struct {
 func (l *onceCloser) Close() error {
 	l.once.Do(func() { l.err = l.Listener.Close() })
 	return l.err
+}
+
+// serveSocket serves h on a Unix socket at path, replacing a socket a
+// previous run of this container left (never any other kind of file).
+func (a *Agent) serveSocket(path string, h http.Handler) (*http.Server, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("health socket %s: a %s is in the way, not a socket", path, fi.Mode().Type())
+		}
+		_ = os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("health socket: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("http"))}
+	go func() { _ = srv.Serve(l) }()
+	return srv, nil
 }

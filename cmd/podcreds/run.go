@@ -89,7 +89,7 @@ func run(ctx context.Context, cfg *Config) error {
 			NodeName: cfg.NodeName, Listeners: listeners,
 			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens), IMDSKey: imdsKey,
 			IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
-			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen,
+			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, HealthSocket: cfg.HealthSocket,
 			CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
 			AllowedAccounts: cfg.AllowedAccounts,
 			TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
@@ -183,6 +183,10 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 	}
 	return nil
 }
+
+// defaultHealthSocket is where the DaemonSet's agent serves its health
+// checks for `podcreds probe` (an emptyDir of its own pod).
+const defaultHealthSocket = "/run/podcreds/health.sock"
 
 // drainDelay maps the flag's "0 disables" to the agent's "negative disables".
 func drainDelay(d time.Duration) time.Duration {

@@ -106,6 +106,11 @@ func TestRollingUpgradeLosesNoRequest(t *testing.T) {
 			}
 			t.Fatalf("roll %d: the new agent: %v", i, err)
 		}
+		// The new agent's exec probe answers for it alone, though the old
+		// agent, still ready, shares the node's health port.
+		if out, err := exec.Command(filepath.Join(suite.bin, "podcreds"), "probe", "-socket", suite.healthSocket(18100+2*i)).CombinedOutput(); err != nil {
+			t.Errorf("roll %d: podcreds probe of the ready new agent: %v %s", i, err, out)
+		}
 		old := suite.agent
 		suite.agent = next
 		if killed {

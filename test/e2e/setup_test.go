@@ -200,7 +200,8 @@ func (s *state) launchAgent(ctx context.Context, healthPort int) (*agentProcess,
 	s.agentRuns++
 	log := filepath.Join(s.dir, fmt.Sprintf("agent-%d.log", s.agentRuns))
 	health := fmt.Sprintf("127.0.0.1:%d", healthPort)
-	args := append(s.agentArgs(), "--health-listen="+health, fmt.Sprintf("--metrics-listen=127.0.0.1:%d", healthPort+1))
+	args := append(s.agentArgs(), "--health-listen="+health, fmt.Sprintf("--metrics-listen=127.0.0.1:%d", healthPort+1),
+		"--health-socket="+s.healthSocket(healthPort))
 	a, err := startAgent(filepath.Join(s.bin, "podcreds"), args, log)
 	if err != nil {
 		return nil, err
@@ -211,6 +212,13 @@ func (s *state) launchAgent(ctx context.Context, healthPort int) (*agentProcess,
 	}
 	logf("agent #%d ready in %s", s.agentRuns, time.Since(start).Round(10*time.Millisecond))
 	return a, nil
+}
+
+// healthSocket is where the agent launched with healthPort serves its
+// health checks for podcreds probe (each agent's own, as each DaemonSet
+// pod's emptyDir is).
+func (s *state) healthSocket(healthPort int) string {
+	return filepath.Join(s.dir, fmt.Sprintf("health-%d.sock", healthPort))
 }
 
 // agentIdentity creates the agent's Namespace, ServiceAccount, ClusterRole
