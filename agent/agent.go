@@ -87,6 +87,10 @@ type Options struct {
 	// none). Kept-alive clients move to new connections, which reach the
 	// agent that stays, instead of racing a close.
 	DrainDelay time.Duration
+	// StartupTaint, if set, is the key of a NoSchedule taint the node
+	// registers with; the agent removes it through Nodes once it serves.
+	StartupTaint string
+	Nodes        kube.NodeTaints
 	// WarmTimeout bounds how long a starting agent waits for every pod's
 	// credentials before it joins the listening group anyway (default 30s).
 	WarmTimeout time.Duration
@@ -149,6 +153,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.StartupTaint != "" && opts.Nodes == nil {
+		return nil, errors.New("agent: a StartupTaint needs Nodes to remove it with")
 	}
 	if opts.DrainDelay == 0 {
 		opts.DrainDelay = 2 * time.Second
@@ -311,6 +318,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ready.Store(true)
 	a.logger.Info("serving credentials", zap.Strings("listen", a.listenAddrs()))
+	taintDone := make(chan struct{})
+	taintCtx, stopTaint := context.WithCancel(ctx)
+	if a.opts.StartupTaint != "" && a.opts.Nodes != nil {
+		go func() { defer close(taintDone); a.removeStartupTaint(taintCtx, a.opts.Nodes, a.opts.StartupTaint) }()
+	} else {
+		close(taintDone)
+	}
+	defer func() { stopTaint(); <-taintDone }()
 	if ok, why := RequestMigration(); !ok {
 		a.logger.Warn("an agent leaving during an upgrade will reset the connections queued on it", zap.String("reason", why))
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
@@ -65,6 +66,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	DrainDelay        time.Duration
 	WarmTimeout       time.Duration
+	StartupTaint      string
 	RateLimit         float64
 	AllowedAccounts   []string
 	RateBurst         int
@@ -148,6 +150,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 2*time.Second, "on SIGTERM, after leaving the listening group, how long to keep answering on open connections (each answer closing its connection) before closing idle ones; 0 disables")
+	fs.StringVar(&c.StartupTaint, "startup-taint", "", "key of a NoSchedule taint the node registers with (kubelet --register-with-taints, Karpenter or Cluster Autoscaler startup taints); the agent removes it once it serves, so no pod is scheduled before its credentials can be (needs deploy/startup-taint.yaml)")
 	fs.DurationVar(&c.WarmTimeout, "warm-timeout", 30*time.Second, "longest a starting agent waits for every pod's credentials before it serves")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
@@ -263,6 +266,11 @@ func (c *Config) validate() error {
 	}
 	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
 		bad("-drain-delay %s must be at least 0 and shorter than -shutdown-timeout %s", c.DrainDelay, c.ShutdownTimeout)
+	}
+	if c.StartupTaint != "" {
+		if errs := validation.IsQualifiedName(c.StartupTaint); len(errs) > 0 {
+			bad("-startup-taint %q is not a taint key: %s", c.StartupTaint, strings.Join(errs, "; "))
+		}
 	}
 	if c.WarmTimeout <= 0 {
 		bad("-warm-timeout must be positive")

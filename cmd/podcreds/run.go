@@ -59,6 +59,13 @@ func run(ctx context.Context, cfg *Config) error {
 		verifier = v
 	}
 
+	var nodes kube.NodeTaints
+	if cfg.StartupTaint != "" {
+		if nodes, err = kube.NewNodeTaints(restCfg); err != nil {
+			return err
+		}
+	}
+
 	var imdsKey *[agent.IMDSKeySize]byte
 	if cfg.IMDSKeyFile != "" && len(cfg.IMDSListen) > 0 {
 		if imdsKey, err = agent.LoadIMDSKey(cfg.IMDSKeyFile); err != nil {
@@ -96,6 +103,7 @@ func run(ctx context.Context, cfg *Config) error {
 			RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 			UnknownPodWait: cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
 			DrainDelay: drainDelay(cfg.DrainDelay), WarmTimeout: cfg.WarmTimeout,
+			StartupTaint: cfg.StartupTaint, Nodes: nodes,
 		},
 	})
 	if err != nil {

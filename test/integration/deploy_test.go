@@ -69,7 +69,7 @@ func TestDeployManifestsPassServerSideDryRun(t *testing.T) {
 	t.Run("the ClusterRole grants exactly what the agent calls", func(t *testing.T) {
 		var role rbacv1.ClusterRole
 		decodeInto(t, mustFind(t, objs, "ClusterRole", "", "podcreds-agent"), &role)
-		want := []string{"/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
+		want := []string{"/nodes/get", "/nodes/patch", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
 		if got := grants(role.Rules); !slices.Equal(got, want) {
 			t.Fatalf("ClusterRole grants\n  %v\nwant exactly\n  %v", got, want)
 		}
@@ -321,6 +321,12 @@ func TestDeployedAgentPermissionsAreEnough(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "serviceaccounts"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}, false},
+		// --startup-taint; startup-taint.yaml's policy narrows the patch to
+		// one taint of the agent's own node (TestStartupTaintPolicy).
+		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes", Subresource: "status"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "nodes"}, false},
 	} {
 		a := tc.attrs
 		name := fmt.Sprintf("%s %s", a.Verb, strings.TrimSuffix(a.Resource+"/"+a.Subresource, "/"))

@@ -24,6 +24,7 @@ import (
 	"github.com/podcreds/podcreds/agent/stack"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
 	"github.com/podcreds/podcreds/tokenreq"
@@ -101,6 +102,9 @@ type harnessOptions struct {
 	tokenMode  agent.TokenMode // presented-token check; default off here
 	stsRate    float64         // node STS budget (calls/s); 0: none
 	drainDelay time.Duration   // the agent's DrainDelay; 0: none (tests stop fast)
+	// startupTaint and nodes: the agent's StartupTaint and its Nodes client.
+	startupTaint string
+	nodes        kube.NodeTaints
 	// beforeReady, if set, is called with the /readyz URL (needs side)
 	// while the agent is not ready yet, every 10ms.
 	beforeReady func(a *agent.Agent, readyz string)
@@ -153,6 +157,7 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 			Listeners:     []agent.Listener{{Addr: "127.0.0.1:0"}},
 			IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
 			HealthAddr: healthAddr, MetricsAddr: metricsAddr, ShutdownTimeout: 10 * time.Second, DrainDelay: drainDelay(o.drainDelay),
+			StartupTaint: o.startupTaint, Nodes: o.nodes,
 			DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour, UnknownPodWait: o.wait,
 		},
 	})
