@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podcreds/podcreds/netsetup"
 )
 
 // rollRequest is one request rollclient made (see its doc).
@@ -26,16 +29,17 @@ type rollRequest struct {
 
 // rollClient is rollclient running in a pod until stopped.
 type rollClient struct {
-	p    *pod
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	errb bytes.Buffer
+	label string
+	p     *pod
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	errb  bytes.Buffer
 }
 
-func startRollClient(t *testing.T, p *pod) *rollClient {
+func startRollClient(t *testing.T, label string, p *pod, args ...string) *rollClient {
 	t.Helper()
-	rc := &rollClient{p: p}
-	rc.cmd = exec.Command("ip", "netns", "exec", p.netns, filepath.Join(suite.bin, "rollclient"), "-token-file="+p.tokenFile)
+	rc := &rollClient{label: label, p: p}
+	rc.cmd = exec.Command("ip", append([]string{"netns", "exec", p.netns, filepath.Join(suite.bin, "rollclient"), "-token-file=" + p.tokenFile}, args...)...)
 	rc.cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	rc.cmd.Stdout, rc.cmd.Stderr = &rc.out, &rc.errb
 	rc.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -64,6 +68,9 @@ func (rc *rollClient) stop(t *testing.T) []rollRequest {
 	if err := json.Unmarshal(rc.out.Bytes(), &reqs); err != nil {
 		t.Fatalf("rollclient in %s printed no result (%v): %s", rc.p.name, err, rc.errb.String())
 	}
+	for i := range reqs {
+		reqs[i].Loop = rc.label + ": " + reqs[i].Loop
+	}
 	return reqs
 }
 
@@ -81,16 +88,33 @@ func (w window) holds(r rollRequest) bool { return r.StartMS+r.Millis >= w.from 
 // with maxSurge 1: a new agent starts beside the old one, becomes warm and
 // joins the listening group, then the old one gets SIGTERM, leaves the group
 // and drains. Both pods make steady requests all along, through the
-// container endpoint and IMDS, over kept-alive and new connections. Five
+// container endpoint and IMDS, over kept-alive and new connections, and
+// over IPv6 too: the dual-stack pod a also asks [fd00:ec2::23], and an
+// IPv6-only pod c asks only there, each identified by its IPv6 address
+// (an address the agent does not know would be answered 404). Five
 // such rolls must cost no failed request; the node's link, addresses and
 // redirect stay intact after each. A sixth roll kills the old agent with
 // kill -9 instead: only requests in flight on it at that moment may fail.
 func TestRollingUpgradeLosesNoRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	if !netsetup.IPv6Enabled() {
+		t.Fatal("the node namespace has IPv6 off: the dual-stack and IPv6-only pods cannot be tested (enable IPv6 on this machine)")
+	}
+	podC, err := newPod(ctx, suite.env, suite.dir, "c", appsNS, "beta", netip.MustParseAddr("fd00:198:18::20"))
+	defer podC.remove()
+	if err != nil {
+		t.Fatalf("the IPv6-only pod: %v", err)
+	}
+	const overV6 = "http://[fd00:ec2::23]/v1/credentials"
 	t0 := time.Now()
 	since := func() float64 { return float64(time.Since(t0).Microseconds()) / 1000 }
-	clients := []*rollClient{startRollClient(t, suite.podA), startRollClient(t, suite.podB)}
+	clients := []*rollClient{
+		startRollClient(t, "pod a (dual-stack) IPv4", suite.podA),
+		startRollClient(t, "pod b (dual-stack) IPv4", suite.podB),
+		startRollClient(t, "pod a (dual-stack) IPv6", suite.podA, "-container="+overV6, "-imds="),
+		startRollClient(t, "pod c (IPv6 only)", podC, "-container="+overV6, "-imds="),
+	}
 	steady := func(d time.Duration) { time.Sleep(d) }
 	steady(3 * time.Second)
 
@@ -165,6 +189,16 @@ func TestRollingUpgradeLosesNoRequest(t *testing.T) {
 			tl.failed++
 			tl.errs = append(tl.errs, fmt.Sprintf("%s at %.0f ms: %s", r.Loop, r.StartMS, r.Error))
 		}
+	}
+	perClient := map[string]int{}
+	for _, r := range reqs {
+		perClient[r.Loop[:strings.Index(r.Loop, ": ")]]++
+	}
+	for _, c := range clients {
+		if perClient[c.label] == 0 {
+			t.Errorf("%s made no request", c.label)
+		}
+		logf("rolls: %s: %d requests", c.label, perClient[c.label])
 	}
 	slices.Sort(steadyMS)
 	if len(steadyMS) == 0 {

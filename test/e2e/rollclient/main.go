@@ -40,7 +40,7 @@ type Request struct {
 
 func main() {
 	container := flag.String("container", "http://169.254.170.23/v1/credentials", "container endpoint URL")
-	imds := flag.String("imds", "http://169.254.169.254", "IMDS base URL")
+	imds := flag.String("imds", "http://169.254.169.254", "IMDS base URL; empty: no IMDS loops (IMDS is IPv4 only)")
 	tokenFile := flag.String("token-file", "", "projected ServiceAccount token sent in Authorization")
 	interval := flag.Duration("interval", 200*time.Millisecond, "time between requests of one loop")
 	flag.Parse()
@@ -86,6 +86,10 @@ func main() {
 			}
 			return imdsCredentials(fresh, *imds, t)
 		},
+	}
+	if *imds == "" {
+		delete(loops, "imds kept-alive")
+		delete(loops, "imds new-conn")
 	}
 	var wg sync.WaitGroup
 	for name, do := range loops {
