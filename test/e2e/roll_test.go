@@ -98,6 +98,16 @@ func (w window) holds(r rollRequest) bool { return r.StartMS+r.Millis >= w.from 
 func TestRollingUpgradeLosesNoRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	// An earlier test may have stopped the agent and uninstalled the node:
+	// the rolls start from a node set up and served, as in production.
+	select {
+	case <-suite.agent.done:
+		if err := suite.startAgent(ctx); err != nil {
+			t.Fatal(err)
+		}
+	default:
+	}
+	checkNode(t, true)
 	if !netsetup.IPv6Enabled() {
 		t.Fatal("the node namespace has IPv6 off: the dual-stack and IPv6-only pods cannot be tested (enable IPv6 on this machine)")
 	}
