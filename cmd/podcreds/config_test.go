@@ -78,6 +78,10 @@ func TestParseConfig(t *testing.T) {
 		{"link setup cannot redirect IMDS to an IPv6-only listener", []string{"--link-setup", "--imds-listen=[fd00:ec2::23]:8169"}, "-link-setup"},
 		{"link setup refuses to redirect IMDS to itself", []string{"--link-setup", "--imds-listen=169.254.169.254:80"}, "-link-setup"},
 		{"an account ID must have 12 digits", []string{"--allowed-accounts=1234"}, "-allowed-accounts"},
+		{"a drain delay must be shorter than the shutdown timeout", []string{"--drain-delay=10s", "--shutdown-timeout=5s"}, "-drain-delay"},
+		{"a negative drain delay is refused", []string{"--drain-delay=-1s"}, "-drain-delay"},
+		{"the warm timeout must be positive", []string{"--warm-timeout=0"}, "-warm-timeout"},
+		{"a startup taint must be a taint key", []string{"--startup-taint=not a key"}, "-startup-taint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args
