@@ -265,7 +265,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() { stopInformer(); <-binderDone }()
 	a.logger.Info("pod informer synced", zap.String("node", a.opts.NodeName), zap.Duration("took", time.Since(start)))
 	if err := a.waitWarm(ctx, start); err != nil {
-		return err
+		// Stopped while warming: it never joined the group, nothing to drain.
+		a.logger.Info("stopped while warming up", zap.Error(err))
+		return nil
 	}
 
 	for _, l := range a.opts.Listeners {
