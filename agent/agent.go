@@ -51,10 +51,20 @@ type Options struct {
 	IMDSTokenMode        IMDSTokenMode
 	IMDSRegion           string
 	IMDSAvailabilityZone string
+	// IMDSKey, if set, is the key IMDS session tokens are HMAC'd with,
+	// shared by every agent on the node (LoadIMDSKey) so tokens survive an
+	// upgrade; nil: a random key per process.
+	IMDSKey *[IMDSKeySize]byte
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// Empty disables one.
 	HealthAddr, MetricsAddr string
-	Gatherer                prometheus.Gatherer
+	// HealthSocket, if set, also serves /healthz and /readyz on a Unix
+	// socket at this path: on a node where an old and a new agent share
+	// HealthAddr (a reuseport group) a TCP probe may reach either, while a
+	// socket in the container's own filesystem reaches only its own agent
+	// (podcreds probe).
+	HealthSocket string
+	Gatherer     prometheus.Gatherer
 
 	// CredentialsPath is the container endpoint's path (default /v1/credentials).
 	CredentialsPath string
@@ -70,6 +80,19 @@ type Options struct {
 	ServiceAccountTTL time.Duration
 	// ShutdownTimeout bounds draining on stop (default 10s).
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long, after leaving the listening group on stop,
+	// the agent keeps answering on open connections (each answer closing
+	// its connection) before it closes the idle ones (default 2s; negative:
+	// none). Kept-alive clients move to new connections, which reach the
+	// agent that stays, instead of racing a close.
+	DrainDelay time.Duration
+	// StartupTaint, if set, is the key of a NoSchedule taint the node
+	// registers with; the agent removes it through Nodes once it serves.
+	StartupTaint string
+	Nodes        kube.NodeTaints
+	// WarmTimeout bounds how long a starting agent waits for every pod's
+	// credentials before it joins the listening group anyway (default 30s).
+	WarmTimeout time.Duration
 	// RateLimit and RateBurst bound requests per source address (per
 	// second, burst); RateLimit < 0 disables it (default 50/s, burst 100).
 	RateLimit float64
@@ -106,10 +129,13 @@ type Agent struct {
 	limiter *sourceLimiter
 
 	ready    atomic.Bool
+	warm     atomic.Bool
+	draining atomic.Bool
 	mu       sync.Mutex
-	addrs    []net.Addr // bound credential listeners, in Options order
-	imds     []net.Addr // bound IMDS listeners, in Options order
-	side     []net.Addr // bound health and metrics listeners
+	group    []net.Listener // credential and IMDS listeners: the reuseport group
+	addrs    []net.Addr     // bound credential listeners, in Options order
+	imds     []net.Addr     // bound IMDS listeners, in Options order
+	side     []net.Addr     // bound health and metrics listeners
 	servers  []*http.Server
 	boundErr chan error
 }
@@ -130,6 +156,15 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.StartupTaint != "" && opts.Nodes == nil {
+		return nil, errors.New("agent: a StartupTaint needs Nodes to remove it with")
+	}
+	if opts.DrainDelay == 0 {
+		opts.DrainDelay = 2 * time.Second
+	}
+	if opts.WarmTimeout <= 0 {
+		opts.WarmTimeout = 30 * time.Second
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -170,24 +205,38 @@ func New(opts Options) (*Agent, error) {
 	return a, nil
 }
 
-// Run serves until ctx ends, then drains: it reports not ready, stops
-// accepting, lets requests in flight finish (bounded by ShutdownTimeout) and
-// returns. The health and metrics listeners come up first, so a liveness probe
-// passes while the informer syncs; the credential listeners open once the
-// informer has synced, so no request is answered "unknown pod" just because
-// the agent has only started.
+// Run serves until ctx ends, then drains: it reports not ready, leaves the
+// listening group (closes its credential listeners, whose queued connections
+// the kernel hands to another agent of the group), answers on open
+// connections for DrainDelay with each answer closing its connection, lets
+// requests in flight finish (bounded by ShutdownTimeout) and returns.
+//
+// The health and metrics listeners come up first, so a liveness probe passes
+// while the informer syncs; the credential listeners open (join the group)
+// once the agent is warm: the informer has synced and every pod on the node
+// with a role has credentials or a failure (bounded by WarmTimeout), so a
+// new agent beside an old one takes no request it would answer slower, and
+// none is answered "unknown pod" just because the agent has only started.
 func (a *Agent) Run(ctx context.Context) error {
 	var side []*http.Server
 	if a.opts.HealthAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 		mux.HandleFunc("/readyz", a.serveReadyz)
-		srv, addr, err := a.serve(a.opts.HealthAddr, mux)
+		srv, addr, err := a.serve(a.opts.HealthAddr, mux, false)
 		if err != nil {
 			return err
 		}
 		side = append(side, srv)
 		a.setAddr(&a.side, addr)
+		if a.opts.HealthSocket != "" {
+			srv, err := a.serveSocket(a.opts.HealthSocket, mux)
+			if err != nil {
+				shutdown(side, time.Second)
+				return err
+			}
+			side = append(side, srv)
+		}
 	}
 	if a.opts.MetricsAddr != "" && a.opts.Gatherer != nil {
 		mux := http.NewServeMux()
@@ -195,7 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// and each pooled gzip writer would keep about 800 KiB of heap —
 		// a sixth of the agent's at 250 pods (bench/scale -only memory).
 		mux.Handle("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{DisableCompression: true}))
-		srv, addr, err := a.serve(a.opts.MetricsAddr, mux)
+		srv, addr, err := a.serve(a.opts.MetricsAddr, mux, false)
 		if err != nil {
 			shutdown(side, time.Second)
 			return err
@@ -222,6 +271,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { a.binder.run(informerCtx, 4); close(binderDone) }()
 	defer func() { stopInformer(); <-binderDone }()
 	a.logger.Info("pod informer synced", zap.String("node", a.opts.NodeName), zap.Duration("took", time.Since(start)))
+	if err := a.waitWarm(ctx, start); err != nil {
+		// Stopped while warming: it never joined the group, nothing to drain.
+		a.logger.Info("stopped while warming up", zap.Error(err))
+		return nil
+	}
 
 	for _, l := range a.opts.Listeners {
 		hosts, err := hostsFor(l.Addr)
@@ -229,7 +283,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("listen address %q: %w", l.Addr, err)
 		}
 		h := &containerHandler{a: a, anyPath: l.AnyPath, stats: newEndpointStats(a.metrics, "container")}
-		srv, addr, err := a.serve(l.Addr, h)
+		srv, addr, err := a.serveGroup(l.Addr, h)
 		if err != nil {
 			shutdown(a.servers, time.Second)
 			return err
@@ -245,7 +299,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.servers = append(a.servers, srv)
 	}
 	if len(a.opts.IMDSListeners) > 0 {
-		tokens := newIMDSTokens()
+		tokens := newIMDSTokens(a.opts.IMDSKey)
 		for _, addr := range a.opts.IMDSListeners {
 			hosts, err := hostsFor(addr)
 			if err != nil {
@@ -256,7 +310,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// that to the agent, the Host header still says so.
 			hosts[imdsMetadataHost] = struct{}{}
 			h := &imdsHandler{a: a, tokens: tokens, stats: newEndpointStats(a.metrics, "imds")}
-			srv, bound, err := a.serve(addr, h)
+			srv, bound, err := a.serveGroup(addr, h)
 			if err != nil {
 				shutdown(a.servers, time.Second)
 				return err
@@ -273,6 +327,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ready.Store(true)
 	a.logger.Info("serving credentials", zap.Strings("listen", a.listenAddrs()))
+	taintDone := make(chan struct{})
+	taintCtx, stopTaint := context.WithCancel(ctx)
+	if a.opts.StartupTaint != "" && a.opts.Nodes != nil {
+		go func() { defer close(taintDone); a.removeStartupTaint(taintCtx, a.opts.Nodes, a.opts.StartupTaint) }()
+	} else {
+		close(taintDone)
+	}
+	defer func() { stopTaint(); <-taintDone }()
+	if ok, why := RequestMigration(); !ok {
+		a.logger.Warn("an agent leaving during an upgrade will reset the connections queued on it", zap.String("reason", why))
+	}
 
 	var runErr error
 	select {
@@ -280,7 +345,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	case runErr = <-a.boundErr:
 	}
 	a.ready.Store(false)
-	a.logger.Info("shutting down: draining requests", zap.Duration("timeout", a.opts.ShutdownTimeout))
+	a.logger.Info("shutting down: leaving the listening group and draining requests",
+		zap.Duration("delay", max(a.opts.DrainDelay, 0)), zap.Duration("timeout", a.opts.ShutdownTimeout))
+	a.leave()
+	if a.opts.DrainDelay > 0 {
+		time.Sleep(a.opts.DrainDelay)
+	}
 	shutdown(a.servers, a.opts.ShutdownTimeout)
 	return runErr
 }
@@ -290,13 +360,51 @@ func (a *Agent) Run(ctx context.Context) error {
 // nothing and keep idle connections from holding the agent's slots.
 const IdleTimeout = 5 * time.Second
 
+// leave closes the credential and IMDS listeners: no new connection reaches
+// this agent, and those waiting in its accept queues are migrated to another
+// agent's listeners (net.ipv4.tcp_migrate_req) or, with none, reset. Open
+// connections stay, and each answer on them from now on closes its
+// connection (serveGroup).
+func (a *Agent) leave() {
+	a.draining.Store(true)
+	a.mu.Lock()
+	group := a.group
+	a.mu.Unlock()
+	for _, l := range group {
+		_ = l.Close()
+	}
+}
+
+// serveGroup serves h on addr as one listener of the node's reuseport group.
+func (a *Agent) serveGroup(addr string, h http.Handler) (*http.Server, net.Addr, error) {
+	closing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			// Go's server closes the connection after this answer; the
+			// client's next request opens a connection to the agent that stays.
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+	return a.serve(addr, closing, true)
+}
+
 // serve binds addr and serves h on it with timeouts that a credentials
 // request (a few hundred bytes each way) never comes near, so a slow or
 // stalled client cannot hold a connection.
-func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, error) {
-	l, err := net.Listen("tcp", addr)
+//
+// Every listener sets SO_REUSEPORT (listen.go), the health and metrics ones
+// too, so a new agent can start beside an old one; group marks the ones
+// leave closes.
+func (a *Agent) serve(addr string, h http.Handler, group bool) (*http.Server, net.Addr, error) {
+	raw, err := listenGroup(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	var l net.Listener = &onceCloser{Listener: raw}
+	if group {
+		a.mu.Lock()
+		a.group = append(a.group, l)
+		a.mu.Unlock()
 	}
 	// A bounded number of connections, and a bounded share of them per
 	// source address (connlimit.go).
@@ -311,7 +419,8 @@ func (a *Agent) serve(addr string, h http.Handler) (*http.Server, net.Addr, erro
 		ErrorLog:          zap.NewStdLog(a.logger.Named("http")),
 	}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// A listener closed by leave ends Serve with an error too: expected.
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !a.draining.Load() {
 			select {
 			case a.boundErr <- fmt.Errorf("serve %s: %w", addr, err):
 			default:
@@ -385,6 +494,8 @@ func (a *Agent) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	case !a.index.Synced():
 		writeText(w, http.StatusServiceUnavailable, "pod informer not synced")
+	case !a.warm.Load():
+		writeText(w, http.StatusServiceUnavailable, "warming: fetching credentials for the pods on this node")
 	default:
 		writeText(w, http.StatusServiceUnavailable, "not serving (starting or shutting down)")
 	}

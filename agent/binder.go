@@ -42,8 +42,11 @@ type binder struct {
 	logger *zap.Logger
 	queue  workqueue.TypedRateLimitingInterface[types.UID]
 
-	mu    sync.RWMutex // guards bound; read on the request path
+	mu    sync.RWMutex // guards bound and seen; bound is read on the request path
 	bound map[types.UID]cache.Key
+	// seen holds the pods synced at least once, whatever the outcome:
+	// warm-up waits for every pod to be seen.
+	seen map[types.UID]struct{}
 }
 
 func newBinder(resolver *roles.RoleResolver, c CredentialCache, tokens TokenDropper, logger *zap.Logger) *binder {
@@ -51,7 +54,7 @@ func newBinder(resolver *roles.RoleResolver, c CredentialCache, tokens TokenDrop
 		roles: resolver, cache: c, tokens: tokens, logger: logger.Named("binder"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "podcreds_binder"}),
-		bound: map[types.UID]cache.Key{},
+		bound: map[types.UID]cache.Key{}, seen: map[types.UID]struct{}{},
 	}
 }
 
@@ -114,6 +117,13 @@ func (b *binder) sync(ctx context.Context, uid types.UID) error {
 		b.bound[uid] = want
 		b.mu.Unlock()
 	}
+	b.mu.Lock()
+	if p == nil {
+		delete(b.seen, uid)
+	} else {
+		b.seen[uid] = struct{}{}
+	}
+	b.mu.Unlock()
 	if err != nil && failure.IsRetriable(err) {
 		b.logger.Debug("cannot resolve role yet; will retry", zap.Stringer("pod", p), zap.Error(err))
 	}

@@ -17,7 +17,7 @@ func newUnitIMDS(tb testing.TB, mode IMDSTokenMode) *imdsHandler {
 	a, _, _ := newUnitAgent(tb)
 	a.opts.IMDSTokenMode, a.opts.IMDSRegion, a.opts.IMDSAvailabilityZone = mode, "eu-west-1", "eu-west-1b"
 	hosts, _ := hostsFor("169.254.169.254:80")
-	return &imdsHandler{a: a, hosts: hosts, tokens: newIMDSTokens(), stats: newEndpointStats(a.metrics, "imds")}
+	return &imdsHandler{a: a, hosts: hosts, tokens: newIMDSTokens(nil), stats: newEndpointStats(a.metrics, "imds")}
 }
 
 type imdsReq struct {
@@ -147,7 +147,7 @@ func TestIMDSv1AllowedInOptionalMode(t *testing.T) {
 // with more header than any SDK sends is refused before the handler runs.
 func TestHugeHeadersAreRefused(t *testing.T) {
 	h := newUnitIMDS(t, IMDSTokensRequired)
-	srv, addr, err := h.a.serve("127.0.0.1:0", h)
+	srv, addr, err := h.a.serve("127.0.0.1:0", h, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestHugeHeadersAreRefused(t *testing.T) {
 }
 
 func FuzzIMDSToken(f *testing.F) {
-	tokens := newIMDSTokens()
+	tokens := newIMDSTokens(nil)
 	ip := netip.MustParseAddr("10.0.0.1")
 	f.Add(tokens.mint(time.Now().Add(time.Hour), ip, "uid-1"))
 	f.Add("")

@@ -21,8 +21,9 @@ import (
 //
 //	base64url( version | expiry (unix s, 8 bytes) | pod IP (16) | SHA-256(pod UID)[:16] | HMAC-SHA256(key, all before)[:16] )
 //
-// with a random key made at start, so tokens die with the process (SDKs
-// simply ask for a new one on 401). Binding the pod's UID and IP means a
+// with the node's key (LoadIMDSKey: a file every agent on the node shares,
+// so tokens survive an upgrade) or, without one, a random key made at start,
+// so tokens die with the process (SDKs ask for a new one on 401). Binding the pod's UID and IP means a
 // token leaked from one pod, or replayed by a pod that later gets the same
 // IP, is refused.
 const (
@@ -63,9 +64,13 @@ type verifiedToken struct {
 
 const verifiedMax = 4096
 
-func newIMDSTokens() *imdsTokens {
+// newIMDSTokens mints under key, or under a random key of its own if key is
+// nil (tokens then die with the process).
+func newIMDSTokens(key *[IMDSKeySize]byte) *imdsTokens {
 	t := &imdsTokens{}
-	if _, err := rand.Read(t.key[:]); err != nil {
+	if key != nil {
+		t.key = *key
+	} else if _, err := rand.Read(t.key[:]); err != nil {
 		panic("crypto/rand: " + err.Error()) // does not fail on Linux
 	}
 	t.macs.New = func() any { return hmac.New(sha256.New, t.key[:]) }

@@ -142,6 +142,17 @@ func (idx *PodIndex) Shutdown() {
 	}
 }
 
+// UIDs returns the UIDs of every pod on the node the index holds.
+func (idx *PodIndex) UIDs() []types.UID {
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	uids := make([]types.UID, 0, len(idx.byUID))
+	for uid := range idx.byUID {
+		uids = append(uids, uid)
+	}
+	return uids
+}
+
 // Pod returns the pod with uid, or nil.
 func (idx *PodIndex) Pod(uid types.UID) *Pod {
 	idx.mu.RLock()

@@ -278,6 +278,20 @@ func (c *Cache) Peek(key Key) *Credentials {
 	return nil
 }
 
+// Settled reports whether key's first fetch has ended: the entry holds
+// credentials or has failed (retriable or final). A key without an entry
+// has nothing to wait for and is settled. A starting agent waits for every
+// pod's key to settle before it serves (warm-up).
+func (c *Cache) Settled(key Key) bool {
+	e := c.lookup(key)
+	if e == nil || e.creds.Load() != nil {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return e.failures > 0 || e.finalErr != nil
+}
+
 // Len returns the number of entries.
 func (c *Cache) Len() int {
 	return len(*c.entries.Load())

@@ -1,6 +1,7 @@
 // Package kube is the slice of the Kubernetes API the agent uses — pods on
-// its node, ServiceAccounts, namespaces and TokenRequest — over one REST
-// client that knows only those types (types.go) and TokenRequest.
+// its node, ServiceAccounts, namespaces, TokenRequest and the startup taint
+// of its node (nodes.go) — over one REST client that knows only those types
+// (types.go) and TokenRequest.
 //
 // It exists for the agent's footprint: the generated clientset registers
 // every API group of Kubernetes at start-up and links their clients, and

@@ -383,3 +383,23 @@ func checkIPv6Refusal(t *testing.T, when string, o Options, tables6 []*nftables.
 		}
 	}
 }
+
+func TestEnableRequestMigrationInAThrowawayNamespace(t *testing.T) {
+	inThrowawayNetNS(t, func() {
+		if err := os.WriteFile(migrateReqSysctl, []byte("0"), 0o644); err != nil {
+			t.Errorf("reset tcp_migrate_req: %v", err)
+			return
+		}
+		changed, err := EnableRequestMigration()
+		if err != nil || !changed {
+			t.Errorf("first EnableRequestMigration: changed %v, %v; want a change", changed, err)
+			return
+		}
+		if b, err := os.ReadFile(migrateReqSysctl); err != nil || strings.TrimSpace(string(b)) != "1" {
+			t.Errorf("tcp_migrate_req is %q (%v) after EnableRequestMigration, want 1", b, err)
+		}
+		if changed, err := EnableRequestMigration(); err != nil || changed {
+			t.Errorf("second EnableRequestMigration: changed %v, %v; want nothing to do", changed, err)
+		}
+	})
+}

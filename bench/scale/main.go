@@ -7,6 +7,8 @@
 //     and deleted on the node, in interleaved rounds;
 //   - soak: short-lived credentials refreshed over many cycles — nothing
 //     waits on STS, nothing expired is served, refreshes stay spread;
+//   - warmstart: an agent starting on a node that already runs hundreds of
+//     pods (an upgrade) — time until it is warm and serving;
 //   - memory: the agent binary's RSS and live heap with 250 and 1000 pods,
 //     heap per pod and per credential entry, and what each library adds
 //     to the binary.
@@ -38,7 +40,7 @@ import (
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
-var scenarios = []string{"storm", "churn", "soak", "memory"}
+var scenarios = []string{"storm", "warmstart", "churn", "soak", "memory"}
 
 func main() {
 	only := flag.String("only", strings.Join(scenarios, ","), "scenarios to run, comma-separated: "+strings.Join(scenarios, ", "))
@@ -48,6 +50,10 @@ func main() {
 	flag.IntVar(&storm.pods, "storm-pods", 250, "storm: pods")
 	flag.IntVar(&storm.serviceAccounts, "storm-sas", 50, "storm: ServiceAccounts")
 	flag.DurationVar(&storm.latency, "storm-sts-latency", 100*time.Millisecond, "storm: STS latency")
+	warm := warmConfig{starts: 5}
+	flag.IntVar(&warm.pods, "warm-pods", 250, "warmstart: pods on the node")
+	flag.IntVar(&warm.serviceAccounts, "warm-sas", 50, "warmstart: ServiceAccounts")
+	flag.DurationVar(&warm.latency, "warm-sts-latency", 100*time.Millisecond, "warmstart: STS latency")
 	churn := churnConfig{hotPods: 32, churnSAs: 10}
 	flag.IntVar(&churn.rounds, "churn-rounds", 4, "churn: rounds of each of steady and churn")
 	flag.DurationVar(&churn.round, "churn-round", 15*time.Second, "churn: length of one round")
@@ -87,7 +93,7 @@ func main() {
 		}
 		mem.agentBin = abs
 	}
-	failedChecks, err := run(ctx, selected, *out, storm, churn, soak, mem)
+	failedChecks, err := run(ctx, selected, *out, storm, warm, churn, soak, mem)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
@@ -98,7 +104,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, selected map[string]bool, out string, storm stormConfig, churn churnConfig, soak soakConfig, mem memoryConfig) (bool, error) {
+func run(ctx context.Context, selected map[string]bool, out string, storm stormConfig, warm warmConfig, churn churnConfig, soak soakConfig, mem memoryConfig) (bool, error) {
 	started := time.Now()
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return false, err
@@ -174,6 +180,13 @@ func run(ctx context.Context, selected map[string]bool, out string, storm stormC
 			return nil, nil, err
 		}
 		res.storm = r
+		return r.tables(), r.checks(), nil
+	})
+	step("warmstart", func() ([]table, []check, error) {
+		r, err := runWarmStart(ctx, env, logger, warm)
+		if err != nil {
+			return nil, nil, err
+		}
 		return r.tables(), r.checks(), nil
 	})
 	step("churn", func() ([]table, []check, error) {

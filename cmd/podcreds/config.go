@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
@@ -31,10 +32,12 @@ type Config struct {
 	ECSListen       []string // ECS address: every path (RELATIVE_URI)
 	CredentialsPath string
 	HealthListen    string
+	HealthSocket    string
 	MetricsListen   string
 
 	IMDSListen           []string // opt-in IMDS-compatible endpoint
 	IMDSTokens           string   // required or optional
+	IMDSKeyFile          string   // the node's IMDS token key, shared across upgrades
 	IMDSRegion           string   // placement/region; default: STSRegion
 	IMDSAvailabilityZone string
 
@@ -62,6 +65,9 @@ type Config struct {
 	UnknownPodWait     time.Duration
 	ServiceAccountTTL  time.Duration
 	ShutdownTimeout    time.Duration
+	DrainDelay         time.Duration
+	WarmTimeout        time.Duration
+	StartupTaint       string
 	RateLimit          float64
 	AllowedAccounts    []string
 	RateBurst          int
@@ -135,9 +141,11 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.Var(&listFlag{values: &c.ECSListen}, "ecs-listen", "listen address that serves credentials on every path, repeatable (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on 169.254.170.2); \"none\" disables")
 	fs.StringVar(&c.CredentialsPath, "credentials-path", "/v1/credentials", "path of the credentials endpoint on --listen addresses")
 	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8090", "address for /healthz and /readyz")
+	fs.StringVar(&c.HealthSocket, "health-socket", "", "also serve /healthz and /readyz on this Unix socket, for `podcreds probe` (the DaemonSet: "+defaultHealthSocket+"); during an upgrade two agents share --health-listen, a socket in the container's own filesystem reaches only its own")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
 	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set. The DaemonSet uses 169.254.170.23:8169 with -link-setup, which redirects pods' 169.254.169.254:80 to it")
 	fs.StringVar(&c.IMDSTokens, "imds-tokens", "required", "IMDS session tokens: required (IMDSv2 only) or optional (IMDSv1 allowed)")
+	fs.StringVar(&c.IMDSKeyFile, "imds-key-file", "", "file on the node holding the key IMDS session tokens are signed with, created if missing and shared by the old and new agent during an upgrade so pods' tokens stay valid (a hostPath; empty: a key per process)")
 	fs.StringVar(&c.IMDSRegion, "imds-region", "", "region IMDS reports in placement/region; empty: --sts-region")
 	fs.StringVar(&c.IMDSAvailabilityZone, "imds-availability-zone", "", "availability zone IMDS reports in placement/availability-zone; empty: 404")
 	fs.StringVar(&c.STSRegion, "sts-region", "us-east-1", "STS region (env AWS_REGION)")
@@ -159,6 +167,9 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 2*time.Second, "on SIGTERM, after leaving the listening group, how long to keep answering on open connections (each answer closing its connection) before closing idle ones; 0 disables")
+	fs.StringVar(&c.StartupTaint, "startup-taint", "", "key of a NoSchedule taint the node registers with (kubelet --register-with-taints, Karpenter or Cluster Autoscaler startup taints); the agent removes it once it serves, so no pod is scheduled before its credentials can be (needs deploy/startup-taint.yaml)")
+	fs.DurationVar(&c.WarmTimeout, "warm-timeout", 30*time.Second, "longest a starting agent waits for every pod's credentials before it serves")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
@@ -382,6 +393,17 @@ func (c *Config) validate() error {
 	}
 	if c.ServiceAccountTTL <= 0 {
 		bad("-serviceaccount-ttl must be positive")
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		bad("-drain-delay %s must be at least 0 and shorter than -shutdown-timeout %s", c.DrainDelay, c.ShutdownTimeout)
+	}
+	if c.StartupTaint != "" {
+		if errs := validation.IsQualifiedName(c.StartupTaint); len(errs) > 0 {
+			bad("-startup-taint %q is not a taint key: %s", c.StartupTaint, strings.Join(errs, "; "))
+		}
+	}
+	if c.WarmTimeout <= 0 {
+		bad("-warm-timeout must be positive")
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")

@@ -89,6 +89,10 @@ func TestParseConfig(t *testing.T) {
 		{"metrics and health on one address are refused", []string{"--metrics-listen=127.0.0.1:8090"}, "-metrics-listen 127.0.0.1:8090"},
 		{"an explicit refresh-before of the whole lifetime names both flags and the fix", []string{"--credential-duration=20m", "--refresh-before=20m"}, "lower -refresh-before, or leave it unset"},
 		{"a deprecated name and its replacement together are refused", []string{"--audience=a", "--sts-token-audience=b"}, "-audience and -sts-token-audience are the same setting"},
+		{"a drain delay must be shorter than the shutdown timeout", []string{"--drain-delay=10s", "--shutdown-timeout=5s"}, "-drain-delay"},
+		{"a negative drain delay is refused", []string{"--drain-delay=-1s"}, "-drain-delay"},
+		{"the warm timeout must be positive", []string{"--warm-timeout=0"}, "-warm-timeout"},
+		{"a startup taint must be a taint key", []string{"--startup-taint=not a key"}, "-startup-taint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args

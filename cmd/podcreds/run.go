@@ -61,6 +61,20 @@ func run(ctx context.Context, cfg *Config) error {
 		verifier = v
 	}
 
+	var nodes kube.NodeTaints
+	if cfg.StartupTaint != "" {
+		if nodes, err = kube.NewNodeTaints(restCfg); err != nil {
+			return err
+		}
+	}
+
+	var imdsKey *[agent.IMDSKeySize]byte
+	if cfg.IMDSKeyFile != "" && len(cfg.IMDSListen) > 0 {
+		if imdsKey, err = agent.LoadIMDSKey(cfg.IMDSKeyFile); err != nil {
+			return err
+		}
+	}
+
 	var listeners []agent.Listener
 	for _, a := range cfg.Listen {
 		listeners = append(listeners, agent.Listener{Addr: a})
@@ -77,15 +91,17 @@ func run(ctx context.Context, cfg *Config) error {
 		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore, MaxWait: cfg.MaxFetchWait},
 		Agent: agent.Options{
 			NodeName: cfg.NodeName, Listeners: listeners,
-			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens),
+			IMDSListeners: cfg.IMDSListen, IMDSTokenMode: agent.IMDSTokenMode(cfg.IMDSTokens), IMDSKey: imdsKey,
 			IMDSRegion: cfg.IMDSRegion, IMDSAvailabilityZone: cfg.IMDSAvailabilityZone,
-			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen,
+			HealthAddr: cfg.HealthListen, MetricsAddr: cfg.MetricsListen, HealthSocket: cfg.HealthSocket,
 			CredentialsPath: cfg.CredentialsPath, DefaultAudience: cfg.Audience, DefaultTokenExpiration: cfg.TokenExpiration,
 			AllowedAccounts: cfg.AllowedAccounts,
 			TokenMode:       agent.TokenMode(cfg.TokenVerification), Verifier: verifier,
 			RateLimit: rateLimit(cfg.RateLimit), RateBurst: cfg.RateBurst, MaxConnections: cfg.MaxConnections,
 			MaxConnectionsPerAddress: cfg.MaxConnsPerAddress,
 			UnknownPodWait:           cfg.UnknownPodWait, ServiceAccountTTL: cfg.ServiceAccountTTL, ShutdownTimeout: cfg.ShutdownTimeout,
+			DrainDelay: drainDelay(cfg.DrainDelay), WarmTimeout: cfg.WarmTimeout,
+			StartupTaint: cfg.StartupTaint, Nodes: nodes,
 		},
 	})
 	if err != nil {
@@ -153,6 +169,13 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 	logger.Info("link setup", zap.String("interface", res.Interface), zap.String("kind", res.Kind),
 		zap.Bool("created", res.Created), zap.Stringers("addresses", res.Addresses),
 		zap.Stringers("added", res.Added), zap.Stringers("removed", res.Removed), zap.Strings("imdsRules", res.IMDSRules))
+	// Upgrades run two agents side by side; the one leaving hands its
+	// queued connections to the other only with request migration on.
+	if changed, err := netsetup.EnableRequestMigration(); err != nil {
+		logger.Warn("connections queued on an agent that leaves during an upgrade will be reset", zap.Error(err))
+	} else if changed {
+		logger.Info("set net.ipv4.tcp_migrate_req=1: queued connections move to the new agent during upgrades")
+	}
 	if res.Kind != "dummy" {
 		logger.Warn("the kernel has no dummy interface driver; the addresses are on an ifb device instead", zap.String("interface", res.Interface))
 	}
@@ -165,6 +188,18 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 		logger.Info("IPv6 is off on this node: not listening on its IPv6 address", zap.Stringer("address", v6))
 	}
 	return nil
+}
+
+// defaultHealthSocket is where the DaemonSet's agent serves its health
+// checks for `podcreds probe` (an emptyDir of its own pod).
+const defaultHealthSocket = "/run/podcreds/health.sock"
+
+// drainDelay maps the flag's "0 disables" to the agent's "negative disables".
+func drainDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // rateLimit maps the flag's "0 disables" to the agent's "negative disables".

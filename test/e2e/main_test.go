@@ -103,14 +103,14 @@ func outer() int {
 		}
 	}
 	start := time.Now()
-	for name, pkg := range map[string]string{"podcreds": "./cmd/podcreds", "goclient": "./test/e2e/goclient"} {
+	for name, pkg := range map[string]string{"podcreds": "./cmd/podcreds", "goclient": "./test/e2e/goclient", "rollclient": "./test/e2e/rollclient"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, name), pkg)
 		cmd.Dir = "../.."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fail("go build %s: %v\n%s", pkg, err, out)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "e2e: built the agent and the Go client in %s\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(os.Stderr, "e2e: built the agent and the Go clients in %s\n", time.Since(start).Round(100*time.Millisecond))
 
 	if err := sh("ip", "netns", "add", nodeNS); err != nil {
 		return fail("%v", err)

@@ -111,7 +111,7 @@ func setUpNodeNetwork() error {
 type pod struct {
 	name, namespace, serviceAccount string
 	netns, hostVeth                 string
-	ip                              netip.Addr
+	ip                              netip.Addr // IPv4; invalid for an IPv6-only pod
 	ip6                             netip.Addr // on nodes with IPv6; else invalid
 	dir                             string     // its files: token, clients' homes
 	tokenFile                       string
@@ -126,11 +126,18 @@ func (p *pod) subject() string {
 // the pod's eth0, the node as its gateway, a host route back on the node),
 // then plays kubelet: registers the pod as Running with its IP on the node
 // and writes its projected token (audience podcreds, bound to the pod).
+//
+// An IPv6 ip makes an IPv6-only pod (needs IPv6 on the node); an IPv4 one
+// makes a dual-stack pod where the node has IPv6, and registers both
+// addresses in status.podIPs, as a dual-stack CNI does.
 func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa string, ip netip.Addr) (*pod, error) {
 	p := &pod{
 		name: "app-" + short, namespace: namespace, serviceAccount: sa,
-		netns: nsPrefix + short, hostVeth: "vethpce2e" + short, ip: ip,
+		netns: nsPrefix + short, hostVeth: "vethpce2e" + short,
 		dir: filepath.Join(dir, "pod-"+short),
+	}
+	if ip.Is4() {
+		p.ip = ip
 	}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return nil, err
@@ -138,10 +145,13 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 	if err := p.wire(); err != nil {
 		return p, err
 	}
-	if netsetup.IPv6Enabled() {
+	if ip.Is6() || netsetup.IPv6Enabled() {
 		// The same for IPv6, with the node's link-local address on the veth
 		// as the gateway: fd00:198:18::<last byte of the IPv4 address>.
-		p.ip6 = netip.MustParseAddr(fmt.Sprintf("fd00:198:18::%d", ip.As4()[3]))
+		p.ip6 = ip
+		if ip.Is4() {
+			p.ip6 = netip.MustParseAddr(fmt.Sprintf("fd00:198:18::%d", ip.As4()[3]))
+		}
 		for _, args := range [][]string{
 			{"-6", "addr", "add", podGatewayV6.String() + "/64", "dev", p.hostVeth, "nodad"},
 			{"-6", "route", "add", p.ip6.String() + "/128", "dev", p.hostVeth},
@@ -153,7 +163,7 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 			}
 		}
 	}
-	created, err := env.RunPod(ctx, testenv.PodSpec{Namespace: namespace, Name: p.name, ServiceAccount: sa, Node: nodeName, IP: ip})
+	created, err := env.RunPod(ctx, testenv.PodSpec{Namespace: namespace, Name: p.name, ServiceAccount: sa, Node: nodeName, IPs: []netip.Addr{p.ip, p.ip6}})
 	if err != nil {
 		return p, err
 	}
@@ -175,17 +185,22 @@ func newPod(ctx context.Context, env *testenv.Env, dir, short, namespace, sa str
 // wire gives the pod its network as a CNI plugin would (ptp style: a /32
 // on the pod's eth0, the node as its gateway, a host route back on the node).
 func (p *pod) wire() error {
-	for _, args := range [][]string{
+	steps := [][]string{
 		{"netns", "add", p.netns},
 		{"link", "add", p.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", p.netns},
 		{"link", "set", p.hostVeth, "up"},
-		{"route", "add", p.ip.String() + "/32", "dev", p.hostVeth},
 		{"-n", p.netns, "link", "set", "lo", "up"},
-		{"-n", p.netns, "addr", "add", p.ip.String() + "/32", "dev", "eth0"},
 		{"-n", p.netns, "link", "set", "eth0", "up"},
-		{"-n", p.netns, "route", "add", nodeAddr.String(), "dev", "eth0", "scope", "link"},
-		{"-n", p.netns, "route", "add", "default", "via", nodeAddr.String(), "dev", "eth0"},
-	} {
+	}
+	if p.ip.IsValid() { // not IPv6-only
+		steps = append(steps, [][]string{
+			{"route", "add", p.ip.String() + "/32", "dev", p.hostVeth},
+			{"-n", p.netns, "addr", "add", p.ip.String() + "/32", "dev", "eth0"},
+			{"-n", p.netns, "route", "add", nodeAddr.String(), "dev", "eth0", "scope", "link"},
+			{"-n", p.netns, "route", "add", "default", "via", nodeAddr.String(), "dev", "eth0"},
+		}...)
+	}
+	for _, args := range steps {
 		if err := sh("ip", args...); err != nil {
 			return err
 		}

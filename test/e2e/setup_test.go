@@ -178,25 +178,47 @@ func (s *state) agentArgs() []string {
 		"--sts-endpoint=" + s.env.STSEndpoint,
 		"--link-setup",
 		"--imds-listen=" + imdsListen,
+		"--imds-key-file=" + filepath.Join(s.dir, "node", "imds-token.key"),
 		"--log-format=console",
 	}
 }
 
 // startAgent starts the agent binary and waits until it is ready.
 func (s *state) startAgent(ctx context.Context) error {
+	a, err := s.launchAgent(ctx, 8090)
+	if a != nil {
+		s.agent = a
+	}
+	return err
+}
+
+// launchAgent starts another agent, its health and metrics on healthPort
+// and the port after it (the listeners are in reuseport groups, so a
+// second agent could share them, but the suite asks each agent about its
+// own readiness), and waits until it is ready: warm, and in the group.
+func (s *state) launchAgent(ctx context.Context, healthPort int) (*agentProcess, error) {
 	s.agentRuns++
 	log := filepath.Join(s.dir, fmt.Sprintf("agent-%d.log", s.agentRuns))
-	a, err := startAgent(filepath.Join(s.bin, "podcreds"), s.agentArgs(), log)
+	health := fmt.Sprintf("127.0.0.1:%d", healthPort)
+	args := append(s.agentArgs(), "--health-listen="+health, fmt.Sprintf("--metrics-listen=127.0.0.1:%d", healthPort+1),
+		"--health-socket="+s.healthSocket(healthPort))
+	a, err := startAgent(filepath.Join(s.bin, "podcreds"), args, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.agent = a
 	start := time.Now()
-	if err := a.waitReady(ctx, "http://127.0.0.1:8090/readyz", 60*time.Second); err != nil {
-		return err
+	if err := a.waitReady(ctx, "http://"+health+"/readyz", 60*time.Second); err != nil {
+		return a, err
 	}
 	logf("agent #%d ready in %s", s.agentRuns, time.Since(start).Round(10*time.Millisecond))
-	return nil
+	return a, nil
+}
+
+// healthSocket is where the agent launched with healthPort serves its
+// health checks for podcreds probe (each agent's own, as each DaemonSet
+// pod's emptyDir is).
+func (s *state) healthSocket(healthPort int) string {
+	return filepath.Join(s.dir, fmt.Sprintf("health-%d.sock", healthPort))
 }
 
 // agentIdentity creates the agent's Namespace, ServiceAccount, ClusterRole

@@ -69,7 +69,7 @@ func TestDeployManifestsPassServerSideDryRun(t *testing.T) {
 	t.Run("the ClusterRole grants exactly what the agent calls", func(t *testing.T) {
 		var role rbacv1.ClusterRole
 		decodeInto(t, mustFind(t, objs, "ClusterRole", "", "podcreds-agent"), &role)
-		want := []string{"/namespaces/get", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
+		want := []string{"/namespaces/get", "/nodes/get", "/nodes/patch", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
 		if got := grants(role.Rules); !slices.Equal(got, want) {
 			t.Fatalf("ClusterRole grants\n  %v\nwant exactly\n  %v", got, want)
 		}
@@ -130,9 +130,10 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	check(len(spec.Tolerations) == 1 && spec.Tolerations[0] == corev1.Toleration{Operator: corev1.TolerationOpExists},
 		"tolerations %+v, want [{operator: Exists}]", spec.Tolerations)
 	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	// Surge one agent over the old on each node, never leave a node without one.
 	check(ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType && ru != nil &&
-		ru.MaxUnavailable != nil && *ru.MaxUnavailable == intstr.FromString("10%"), "updateStrategy %+v", ds.Spec.UpdateStrategy)
-	check(ru == nil || ru.MaxSurge == nil || ru.MaxSurge.IntValue() == 0, "maxSurge must be 0: two agents cannot bind one node's addresses")
+		ru.MaxUnavailable != nil && *ru.MaxUnavailable == intstr.FromInt32(0) &&
+		ru.MaxSurge != nil && *ru.MaxSurge == intstr.FromInt32(1), "updateStrategy %+v, want maxSurge 1, maxUnavailable 0", ds.Spec.UpdateStrategy)
 
 	check(len(c.Args) > 0 && c.Args[0] == "agent" && slices.Contains(c.Args, "--log-format=json"), "args %q", c.Args)
 	var nodeName *corev1.EnvVar
@@ -144,15 +145,28 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	check(nodeName != nil && nodeName.ValueFrom != nil && nodeName.ValueFrom.FieldRef != nil &&
 		nodeName.ValueFrom.FieldRef.FieldPath == "spec.nodeName", "NODE_NAME must come from the downward API's spec.nodeName: %+v", nodeName)
 
-	// The agent's default --health-listen, which the DaemonSet does not change.
+	// During a surge two agents share the health port: each probe must
+	// ask its own agent, over the socket in the pod's own emptyDir.
 	probe := func(p *corev1.Probe, path string) {
-		ok := p != nil && p.HTTPGet != nil && p.HTTPGet.Path == path && p.HTTPGet.Host == "127.0.0.1" && p.HTTPGet.Port == intstr.FromInt32(8090)
-		check(ok, "probe on %s must be httpGet 127.0.0.1:8090%s: %+v", path, path, p)
+		ok := p != nil && p.Exec != nil && slices.Equal(p.Exec.Command, []string{"/podcreds", "probe", "-path=" + path})
+		check(ok, "probe on %s must be exec /podcreds probe -path=%s: %+v", path, path, p)
 	}
 	probe(c.ReadinessProbe, "/readyz")
 	probe(c.LivenessProbe, "/healthz")
-	check(!slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--health-listen") }),
-		"the probes assume the default --health-listen")
+	check(slices.Contains(c.Args, "--health-socket=/run/podcreds/health.sock"), "args must serve the probe's socket: %q", c.Args)
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	volumes := map[string]corev1.VolumeSource{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = v.VolumeSource
+	}
+	run, state := volumes[mounts["/run/podcreds"]], volumes[mounts["/var/lib/podcreds"]]
+	check(run.EmptyDir != nil, "/run/podcreds must be an emptyDir of the pod's own: %+v", run)
+	check(state.HostPath != nil && state.HostPath.Path == "/var/lib/podcreds" && len(spec.Volumes) == 2,
+		"/var/lib/podcreds (the node's IMDS token key) must be the only host mount: %+v", spec.Volumes)
+	check(slices.Contains(c.Args, "--imds-key-file=/var/lib/podcreds/imds-token.key"), "args must share the IMDS token key: %q", c.Args)
 
 	req, lim := c.Resources.Requests, c.Resources.Limits
 	check(req.Cpu().String() == "10m" && req.Memory().String() == "32Mi", "requests %v", req)
@@ -310,6 +324,12 @@ func TestDeployedAgentPermissionsAreEnough(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "serviceaccounts"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}, false},
+		// --startup-taint; startup-taint.yaml's policy narrows the patch to
+		// one taint of the agent's own node (TestStartupTaintPolicy).
+		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes", Subresource: "status"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "nodes"}, false},
 	} {
 		a := tc.attrs
 		name := fmt.Sprintf("%s %s", a.Verb, strings.TrimSuffix(a.Resource+"/"+a.Subresource, "/"))

@@ -90,18 +90,25 @@ type agentHarness struct {
 }
 
 type harnessOptions struct {
-	node      string
-	sts       tokenreq.STSClient // default: MinIO
-	duration  time.Duration      // credential duration (default 15m, MinIO's minimum)
-	stsDelay  time.Duration
-	cache     cache.Options   // Logger and Metrics are filled in
-	wait      time.Duration   // unknown-pod wait (default 300ms)
-	side      bool            // also serve health and metrics on loopback
-	imds      bool            // also serve the IMDS endpoint on loopback
-	rateLimit float64         // per-address limit; 0: the agent's default, <0: off
-	tokenMode agent.TokenMode // presented-token check; default off here
-	stsRate   float64         // node STS budget (calls/s); 0: none
-	client    kube.Client     // the agent's API client; default: admin (secrets.agentClient)
+	node       string
+	sts        tokenreq.STSClient // default: MinIO
+	duration   time.Duration      // credential duration (default 15m, MinIO's minimum)
+	stsDelay   time.Duration
+	cache      cache.Options   // Logger and Metrics are filled in
+	wait       time.Duration   // unknown-pod wait (default 300ms)
+	side       bool            // also serve health and metrics on loopback
+	imds       bool            // also serve the IMDS endpoint on loopback
+	rateLimit  float64         // per-address limit; 0: the agent's default, <0: off
+	tokenMode  agent.TokenMode // presented-token check; default off here
+	stsRate    float64         // node STS budget (calls/s); 0: none
+	drainDelay time.Duration   // the agent's DrainDelay; 0: none (tests stop fast)
+	// startupTaint and nodes: the agent's StartupTaint and its Nodes client.
+	startupTaint string
+	nodes        kube.NodeTaints
+	// beforeReady, if set, is called with the /readyz URL (needs side)
+	// while the agent is not ready yet, every 10ms.
+	beforeReady func(a *agent.Agent, readyz string)
+	client      kube.Client // the agent's API client; default: admin (secrets.agentClient)
 	// wrapClient, if set, wraps the agent's Kubernetes client (to count
 	// the agent's API calls).
 	wrapClient func(kube.Client) kube.Client
@@ -159,7 +166,8 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 			NodeName: o.node, RateLimit: o.rateLimit, TokenMode: o.tokenMode, Verifier: verifier,
 			Listeners:     []agent.Listener{{Addr: "127.0.0.1:0"}},
 			IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
-			HealthAddr: healthAddr, MetricsAddr: metricsAddr, ShutdownTimeout: 10 * time.Second,
+			HealthAddr: healthAddr, MetricsAddr: metricsAddr, ShutdownTimeout: 10 * time.Second, DrainDelay: drainDelay(o.drainDelay),
+			StartupTaint: o.startupTaint, Nodes: o.nodes,
 			DefaultAudience: testenv.Audience, DefaultTokenExpiration: time.Hour, UnknownPodWait: o.wait,
 		},
 	})
@@ -180,6 +188,9 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 		if time.Now().After(deadline) {
 			t.Fatal("agent not ready after 30s")
 		}
+		if side := a.SideAddrs(); o.beforeReady != nil && len(side) > 0 {
+			o.beforeReady(a, "http://"+side[0].String()+"/readyz")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	h := &agentHarness{
@@ -198,6 +209,15 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	}
 	t.Cleanup(h.stop)
 	return h
+}
+
+// drainDelay keeps the harness's agents from waiting out the agent's default
+// drain delay on every stop unless a test asks for one.
+func drainDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // podClient is an HTTP client whose connections come from ip, as a pod's do.

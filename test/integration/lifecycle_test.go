@@ -22,6 +22,18 @@ func status(t *testing.T, url string) int {
 	return res.StatusCode
 }
 
+// statusBody fetches url and returns its status and body (0 when nothing
+// listens).
+func statusBody(url string) (int, string) {
+	res, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
 // TestReadinessAndGracefulDrain: /healthz and /readyz answer on their own
 // listener; on shutdown the agent stops being ready and still completes a
 // request that was waiting on STS.

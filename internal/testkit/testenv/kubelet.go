@@ -47,6 +47,9 @@ type PodSpec struct {
 	Node           string
 	// IP is the pod's address (a 127.x address in integration tests).
 	IP netip.Addr
+	// IPs, if set, are all of the pod's addresses instead (status.podIPs,
+	// the first also status.podIP): dual-stack, or IPv6 only.
+	IPs []netip.Addr
 	// HostNetwork marks a pod that shares the node's network namespace.
 	HostNetwork bool
 	// Labels and Annotations are copied onto the pod.
@@ -75,16 +78,32 @@ func (e *Env) RunPod(ctx context.Context, spec PodSpec) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pod %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
-	return e.SetPodStatus(ctx, created, corev1.PodRunning, spec.IP)
+	ips := spec.IPs
+	if len(ips) == 0 {
+		ips = []netip.Addr{spec.IP}
+	}
+	return e.SetPodStatusIPs(ctx, created, corev1.PodRunning, ips...)
 }
 
 // SetPodStatus patches a pod's phase and IP through the status subresource.
 // An invalid ip clears nothing and sets no IP.
 func (e *Env) SetPodStatus(ctx context.Context, pod *corev1.Pod, phase corev1.PodPhase, ip netip.Addr) (*corev1.Pod, error) {
+	return e.SetPodStatusIPs(ctx, pod, phase, ip)
+}
+
+// SetPodStatusIPs is SetPodStatus with every address of the pod (the first
+// is status.podIP); invalid addresses are left out.
+func (e *Env) SetPodStatusIPs(ctx context.Context, pod *corev1.Pod, phase corev1.PodPhase, ips ...netip.Addr) (*corev1.Pod, error) {
 	status := map[string]any{"phase": phase}
-	if ip.IsValid() {
-		status["podIP"] = ip.String()
-		status["podIPs"] = []map[string]string{{"ip": ip.String()}}
+	var podIPs []map[string]string
+	for _, ip := range ips {
+		if ip.IsValid() {
+			podIPs = append(podIPs, map[string]string{"ip": ip.String()})
+		}
+	}
+	if len(podIPs) > 0 {
+		status["podIP"] = podIPs[0]["ip"]
+		status["podIPs"] = podIPs
 	}
 	patch, err := json.Marshal(map[string]any{"status": status})
 	if err != nil {
