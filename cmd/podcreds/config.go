@@ -141,7 +141,7 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.Var(&listFlag{values: &c.ECSListen}, "ecs-listen", "listen address that serves credentials on every path, repeatable (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on 169.254.170.2); \"none\" disables")
 	fs.StringVar(&c.CredentialsPath, "credentials-path", "/v1/credentials", "path of the credentials endpoint on --listen addresses")
 	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8090", "address for /healthz and /readyz")
-	fs.StringVar(&c.HealthSocket, "health-socket", "", "also serve /healthz and /readyz on this Unix socket, for `podcreds probe` (the DaemonSet: "+defaultHealthSocket+"); during an upgrade two agents share --health-listen, a socket in the container's own filesystem reaches only its own")
+	fs.StringVar(&c.HealthSocket, "health-socket", "", "also serve /healthz and /readyz on this Unix socket, for 'podcreds probe' (the DaemonSet: "+defaultHealthSocket+"); during an upgrade two agents share --health-listen, a socket in the container's own filesystem reaches only its own")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:8091", "address for /metrics; empty disables")
 	fs.Var(&listFlag{values: &c.IMDSListen}, "imds-listen", "IMDS-compatible endpoint listen address, repeatable; off unless set. The DaemonSet uses 169.254.170.23:8169 with -link-setup, which redirects pods' 169.254.169.254:80 to it")
 	fs.StringVar(&c.IMDSTokens, "imds-tokens", "required", "IMDS session tokens: required (IMDSv2 only) or optional (IMDSv1 allowed)")

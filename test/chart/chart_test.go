@@ -257,7 +257,7 @@ func TestEveryAgentFlagReachesTheBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := agentArgs(t, out); !slices.Equal(got, []string{"agent", "--link-setup=false", "--log-format=json"}) {
+		if got := agentArgs(t, out); !slices.Equal(got, []string{"agent", "--health-socket=/run/podcreds/health.sock", "--imds-key-file=/var/lib/podcreds/imds-token.key", "--link-setup=false", "--log-format=json", "--startup-taint=podcreds.io/agent-not-ready"}) {
 			t.Fatalf("args %q", got)
 		}
 	})
@@ -315,16 +315,16 @@ func writeValues(t *testing.T, v map[string]any) string {
 	return p
 }
 
-// TestProbesFollowHealthListen: the probes go where --health-listen puts
-// /readyz and /healthz, so moving it through values cannot leave the
-// DaemonSet probing a port nothing listens on.
-func TestProbesFollowHealthListen(t *testing.T) {
+// TestProbesAskTheAgentsOwnSocket: both probes run `podcreds probe` against
+// the socket the agent serves (--health-socket), never the health port two
+// agents share during a surge; a socket moved by value is followed.
+func TestProbesAskTheAgentsOwnSocket(t *testing.T) {
 	for _, tc := range []struct {
-		set        []string
-		host, port string
+		set  []string
+		want string // the -socket argument; "" for the binary's default
 	}{
-		{nil, "127.0.0.1", "8090"},
-		{[]string{"--set", "agent.flags.health-listen=127.0.0.2:9300"}, "127.0.0.2", "9300"},
+		{nil, ""},
+		{[]string{"--set", "agent.flags.health-socket=/run/podcreds/other.sock"}, "-socket=/run/podcreds/other.sock"},
 	} {
 		out, err := helmTemplate(t, tc.set...)
 		if err != nil {
@@ -342,10 +342,9 @@ func TestProbesFollowHealthListen(t *testing.T) {
 						Spec struct {
 							Containers []struct {
 								ReadinessProbe, LivenessProbe struct {
-									HTTPGet struct {
-										Host string `json:"host"`
-										Port any    `json:"port"`
-									} `json:"httpGet"`
+									Exec struct {
+										Command []string `json:"command"`
+									} `json:"exec"`
 								}
 							} `json:"containers"`
 						} `json:"spec"`
@@ -354,17 +353,23 @@ func TestProbesFollowHealthListen(t *testing.T) {
 			}
 			roundTrip(t, o, &ds)
 			c := ds.Spec.Template.Spec.Containers[0]
-			for name, g := range map[string]struct {
-				Host string `json:"host"`
-				Port any    `json:"port"`
-			}{"readiness": c.ReadinessProbe.HTTPGet, "liveness": c.LivenessProbe.HTTPGet} {
-				if g.Host != tc.host || fmt.Sprint(g.Port) != tc.port {
-					t.Errorf("with %q the %s probe goes to %s:%v, want %s:%s", tc.set, name, g.Host, g.Port, tc.host, tc.port)
+			for name, p := range map[string][]string{"readiness": c.ReadinessProbe.Exec.Command, "liveness": c.LivenessProbe.Exec.Command} {
+				want := []string{"/podcreds", "probe"}
+				if len(p) < 3 || !slices.Equal(p[:2], want) {
+					t.Errorf("with %q the %s probe runs %q, want podcreds probe", tc.set, name, p)
+					continue
+				}
+				got := ""
+				if len(p) == 4 {
+					got = p[3]
+				}
+				if got != tc.want {
+					t.Errorf("with %q the %s probe's socket argument is %q, want %q", tc.set, name, got, tc.want)
 				}
 			}
 		}
 		if !found {
-			t.Fatalf("with %q no DaemonSet was rendered", tc.set)
+			t.Fatal("no DaemonSet rendered")
 		}
 	}
 }
