@@ -23,6 +23,7 @@ var layers = map[string]int{
 	"issuer":       layerComponent,
 	"webhook":      layerComponent,
 	"roles":        layerPart,
+	"podevents":    layerPart,
 	"cache":        layerPart,
 	"tokenreq":     layerPart,
 	"kube":         layerPart,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/roles"
 )
 
@@ -85,6 +86,9 @@ type Options struct {
 	AllowedAccounts []string
 	// MaxConnections caps concurrent connections per listener (default 1024).
 	MaxConnections int
+	// Events, if set, hears of every identified pod's refusals and
+	// successes and tells the pod through Kubernetes Events.
+	Events *podevents.Notifier
 
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics

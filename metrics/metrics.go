@@ -64,6 +64,12 @@ type Metrics struct {
 	// PodsIndexed is the number of pods on this node that can be identified
 	// by IP.
 	PodsIndexed prometheus.Gauge
+
+	// Events counts Kubernetes Events about pods, by reason (a fixed set)
+	// and result: emitted; suppressed because the same pod had an Event of
+	// that reason within the interval; dropped because the write queue was
+	// full; failed when the API server refused or did not answer.
+	Events *prometheus.CounterVec
 }
 
 // New registers podcreds' metrics on reg.
@@ -138,6 +144,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "podcreds_pods_indexed",
 			Help: "Pods on this node that can be identified by IP address.",
 		}),
+		Events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "podcreds_events_total",
+			Help: "Kubernetes Events about pods, by reason and result (emitted, suppressed, dropped, failed).",
+		}, []string{"reason", "result"}),
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/netsetup"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/roles"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -61,10 +62,15 @@ type Config struct {
 	UnknownPodWait    time.Duration
 	ServiceAccountTTL time.Duration
 	ShutdownTimeout   time.Duration
-	RateLimit         float64
-	AllowedAccounts   []string
-	RateBurst         int
-	MaxConnections    int
+	// EventInterval is the least time between two Events of one reason on
+	// one pod; 0 disables Events. EventUnavailableAfter is how long a pod
+	// goes without credentials before it gets a CredentialsUnavailable Event.
+	EventInterval         time.Duration
+	EventUnavailableAfter time.Duration
+	RateLimit             float64
+	AllowedAccounts       []string
+	RateBurst             int
+	MaxConnections        int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -141,6 +147,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.UnknownPodWait, "unknown-pod-wait", time.Second, "how long a request from an unknown address waits for the pod to appear before one API lookup")
 	fs.DurationVar(&c.ServiceAccountTTL, "serviceaccount-ttl", 30*time.Second, "how long a ServiceAccount's role annotation is remembered")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain requests on SIGTERM")
+	fs.DurationVar(&c.EventInterval, "event-interval", podevents.DefaultInterval, "least time between two Kubernetes Events of one reason on one pod (a refusal, STS denying it, credentials unavailable); 0 disables Events")
+	fs.DurationVar(&c.EventUnavailableAfter, "event-unavailable-after", podevents.DefaultUnavailableAfter, "how long a pod's requests fail retriably (STS down or throttling) before it gets a CredentialsUnavailable Event")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
@@ -255,6 +263,12 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")
+	}
+	if c.EventInterval < 0 {
+		bad("-event-interval %s must be 0 (no Events) or positive", c.EventInterval)
+	}
+	if c.EventUnavailableAfter <= 0 {
+		bad("-event-unavailable-after must be positive")
 	}
 	switch agent.TokenMode(c.TokenVerification) {
 	case agent.TokenOff, agent.TokenIfPresent:
