@@ -22,6 +22,7 @@ var layers = map[string]int{
 	"agent":        layerComponent,
 	"issuer":       layerComponent,
 	"webhook":      layerComponent,
+	"explain":      layerComponent,
 	"roles":        layerPart,
 	"podevents":    layerPart,
 	"cache":        layerPart,

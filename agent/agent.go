@@ -179,6 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 		mux.HandleFunc("/readyz", a.serveReadyz)
+		mux.HandleFunc("GET "+DebugPodPath+"{namespace}/{name}", a.serveDebugPod)
 		srv, addr, err := a.serve(a.opts.HealthAddr, mux)
 		if err != nil {
 			return err

@@ -46,7 +46,7 @@ func Explain(podJSON []byte, roleErr error, s Settings) (Decision, error) {
 		return Decision{}, err
 	}
 	if leave {
-		d := Decision{Why: "the agent would refuse the pod: " + failure.From(roleErr).Message}
+		d := Decision{Why: "the agent would refuse the pod (" + failure.From(roleErr).Code + ")"}
 		if warning != "" {
 			d.Warnings = []string{warning}
 		}

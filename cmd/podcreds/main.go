@@ -27,6 +27,7 @@ type command struct {
 var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
 	{"webhook", "run the admission webhook that onboards pods to the agent", webhookMain},
+	{"explain", "say what podcreds makes of a pod: role and why, webhook injection, the agent's live state", explainMain},
 	{"uninstall-node", "remove what the agent's -link-setup left on this node (run after the agent is gone)", uninstallNodeMain},
 }
 
