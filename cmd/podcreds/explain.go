@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/podcreds/podcreds/explain"
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/roles"
@@ -67,6 +69,10 @@ func parseExplainConfig(args []string, stderr io.Writer) (*ExplainConfig, error)
 		problems = append(problems, "name exactly one pod as NAMESPACE/POD")
 	} else if ns, name, ok := strings.Cut(fs.Arg(0), "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		problems = append(problems, fmt.Sprintf("%q is not NAMESPACE/POD", fs.Arg(0)))
+	} else if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		problems = append(problems, fmt.Sprintf("namespace %q: %s", ns, strings.Join(errs, "; ")))
+	} else if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		problems = append(problems, fmt.Sprintf("pod name %q: %s", name, strings.Join(errs, "; ")))
 	} else {
 		c.Namespace, c.Pod = ns, name
 	}

@@ -85,6 +85,7 @@ func TestEachEventReasonIsEmittedOnceForABurstOnTheRightPod(t *testing.T) {
 		"chain-denied":  {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: refused},
 		"chain-outside": {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "arn:aws:iam::222222222222:role/other"},
 		"bad-session":   {testenv.RoleAnnotation: app, roles.SessionNameAnnotation: "x"},
+		"chain-account": {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "arn:aws:iam::333333333333:role/tagged"},
 	}
 	for name, ann := range sas {
 		if _, err := env.CreateServiceAccount(ctx, ns, name, ann); err != nil {
@@ -102,6 +103,7 @@ func TestEachEventReasonIsEmittedOnceForABurstOnTheRightPod(t *testing.T) {
 		{name: "sts-denies", sa: "denied", reason: "AccessDenied", says: []string{"STS refused role " + denied, "AccessDenied", "trust policy"}},
 		{name: "target-denied", sa: "chain-denied", reason: "TargetRoleDenied", says: []string{refused, "sts:TagSession"}},
 		{name: "target-outside", sa: "chain-outside", reason: "TargetRoleNotAllowed", says: []string{"role/other", "podcreds.io/allowed-roles"}},
+		{name: "target-other-account", sa: "chain-account", reason: "AccountNotAllowed", says: []string{"role/tagged", "333333333333", "--allowed-accounts"}},
 		{name: "bad-session", sa: "bad-session", reason: "InvalidSessionName", says: []string{roles.SessionNameAnnotation}},
 		{name: "sts-throttles", sa: "throttled", reason: podevents.CredentialsUnavailable, says: []string{"Throttled", "--sts-rate"}},
 	}
