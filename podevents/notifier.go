@@ -26,6 +26,9 @@ const (
 	DefaultUnavailableAfter = 2 * time.Minute
 )
 
+// maxInstance is the API server's limit on an Event's reportingInstance.
+const maxInstance = 128
+
 // Options configures a Notifier. Events is required.
 type Options struct {
 	// Events writes to the API server; Instance is the reporting instance
@@ -84,6 +87,10 @@ func New(o Options) *Notifier {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	// The API server takes at most 128 characters; a node name may have 253.
+	if len(o.Instance) > maxInstance {
+		o.Instance = o.Instance[:maxInstance]
+	}
 	w := newWriter(o.Events, o.Instance, o.Interval, o.Clock, o.Logger.Named("events"), o.Metrics)
 	return &Notifier{w: w, interval: o.Interval, after: o.UnavailableAfter, clock: o.Clock, m: o.Metrics,
 		last: map[gateKey]time.Time{}, outage: map[types.UID]outage{}, sweepAt: 256}
@@ -132,7 +139,7 @@ func (n *Notifier) Failed(pod cache.PodRef, err error) {
 		n.mu.Unlock()
 		if emit {
 			n.record(pod, CredentialsUnavailable, fmt.Sprintf(
-				"No credentials for over %s: %s (%s). Cached credentials are served again as soon as STS answers; check that the node reaches STS, the agent's --sts-rate and its podcreds_sts_requests_total",
+				"No credentials for over %s: %s (%s). The pod is served again as soon as STS answers; check that the node reaches STS, the agent's --sts-rate and its podcreds_sts_requests_total",
 				lasted.Truncate(time.Second), fe.Message, fe.Code))
 		}
 		return

@@ -242,3 +242,13 @@ func TestANilNotifierDoesNothing(t *testing.T) {
 	n.Failed(podA, noRole)
 	n.Served(podA.UID)
 }
+
+func TestALongNodeNameIsCutToTheReportingInstanceLimit(t *testing.T) {
+	rec := &fakeEvents{}
+	rec.n = New(Options{Events: rec, Instance: strings.Repeat("n", 253)})
+	rec.n.Failed(podA, noRole)
+	rec.all()
+	if got := len(rec.created[0].ReportingInstance); got != maxInstance {
+		t.Fatalf("reportingInstance of %d characters, want %d", got, maxInstance)
+	}
+}
