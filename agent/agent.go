@@ -180,6 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 		mux.HandleFunc("/readyz", a.serveReadyz)
 		mux.HandleFunc("GET "+DebugPodPath+"{namespace}/{name}", a.serveDebugPod)
+		mux.HandleFunc(DebugPodPath, serveDebugMisuse)
 		srv, addr, err := a.serve(a.opts.HealthAddr, mux)
 		if err != nil {
 			return err

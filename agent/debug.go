@@ -95,6 +95,17 @@ func (a *Agent) serveDebugPod(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// serveDebugMisuse answers what the debug endpoint's pattern does not
+// match: another method, or a path that is not /debug/pods/<ns>/<name>.
+func serveDebugMisuse(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, DebugError{Code: "MethodNotAllowed", Message: "the debug endpoint is read-only: use GET " + DebugPodPath + "<namespace>/<name>"})
+		return
+	}
+	writeJSON(w, http.StatusNotFound, DebugError{Code: "NotFound", Message: "ask for one pod: GET " + DebugPodPath + "<namespace>/<name>"})
+}
+
 // DebugRoleOf is the debug view of a role decision.
 func DebugRoleOf(d roles.Decision) DebugRole {
 	k := d.Key

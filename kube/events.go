@@ -13,7 +13,8 @@ import (
 
 // Event is an events.k8s.io/v1 Event with the fields the agent writes. (The
 // generated type would link k8s.io/api/core/v1 for its ObjectReference, and
-// client-go's tools/events the whole clientset: twice the agent's binary.)
+// client-go's tools/events the whole generated clientset, which package
+// kube exists to keep out of the agent.)
 type Event struct {
 	metav1.TypeMeta     `json:",inline"`
 	metav1.ObjectMeta   `json:"metadata"`

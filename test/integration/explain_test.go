@@ -229,9 +229,19 @@ func TestExplainAgentShowsLiveState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		pb, _ := io.ReadAll(post.Body)
 		post.Body.Close()
-		if post.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("POST answered %d, want 405", post.StatusCode)
+		if post.StatusCode != http.StatusMethodNotAllowed || !bytes.Contains(pb, []byte("read-only: use GET")) {
+			t.Errorf("POST answered %d %s, want 405 saying to use GET", post.StatusCode, pb)
+		}
+		short, err := http.Get("http://" + opts.Agent + agent.DebugPodPath + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, _ := io.ReadAll(short.Body)
+		short.Body.Close()
+		if short.StatusCode != http.StatusNotFound || !bytes.Contains(sb, []byte("ask for one pod")) {
+			t.Errorf("a namespace alone answered %d %s, want 404 saying what to ask", short.StatusCode, sb)
 		}
 	})
 }
