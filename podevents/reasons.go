@@ -1,11 +1,13 @@
 // Package podevents tells application teams, through Kubernetes Events on
 // their pod, why the node agent refuses it credentials or cannot get them:
 // `kubectl describe pod` then answers "why does my pod get 403?" without
-// the agent's logs. Events go through client-go's events.k8s.io/v1
-// broadcaster (its isomorphic-event series are the library's spam filter);
-// in front of it a Notifier lets at most one Event per pod and reason through
-// per interval, however many requests fail, so a pod retrying in a loop
-// costs the API server nothing and the agent no goroutine per request.
+// the agent's logs. A Notifier lets at most one Event per pod and reason
+// through per interval, however many requests fail, so a pod retrying in a
+// loop costs the API server nothing and the agent no goroutine per request;
+// one writer creates events.k8s.io/v1 Events through kube.Events, and a
+// repeat adds to the first Event's series, as client-go's tools/events does
+// for isomorphic Events. (tools/events itself links the generated clientset,
+// which package kube keeps out of the agent.)
 package podevents
 
 // CredentialsUnavailable is the reason of the Event a pod gets when every

@@ -52,7 +52,7 @@ func parseExplainConfig(args []string, stderr io.Writer) (*ExplainConfig, error)
 	}
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (env KUBECONFIG); empty: in-cluster")
 	fs.StringVar(&c.Output, "output", "text", "text or json")
-	fs.StringVar(&c.Agent, "agent", "", "the pod's node agent's health address (its --health-listen, e.g. 127.0.0.1:8090 through `kubectl port-forward`, or on the node): adds the live cache state")
+	fs.StringVar(&c.Agent, "agent", "", "the pod's node agent's health address (its --health-listen, e.g. 127.0.0.1:8090 through kubectl port-forward, or on the node): adds the live cache state")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "give up after this long")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "the agent's --allowed-accounts")
 	fs.StringVar(&c.Audience, "audience", tokenreq.DefaultAudience, "the agent's --audience")
@@ -112,7 +112,7 @@ func runExplain(ctx context.Context, cfg *ExplainConfig, out io.Writer) error {
 	defer cancel()
 	restCfg, err := kubeConfig(cfg.Kubeconfig, 20, 40)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; pass -kubeconfig (or set KUBECONFIG) outside the cluster", err)
 	}
 	restCfg.UserAgent = "podcreds-explain"
 	client, err := kube.New(restCfg)
