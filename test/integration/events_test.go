@@ -86,6 +86,8 @@ func TestEachEventReasonIsEmittedOnceForABurstOnTheRightPod(t *testing.T) {
 		"chain-outside": {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "arn:aws:iam::222222222222:role/other"},
 		"bad-session":   {testenv.RoleAnnotation: app, roles.SessionNameAnnotation: "x"},
 		"chain-account": {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "arn:aws:iam::333333333333:role/tagged"},
+		"bad-target":    {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "data-reader"},
+		"bad-external":  {testenv.RoleAnnotation: app, roles.TargetRoleAnnotation: "arn:aws:iam::222222222222:role/data/reader", roles.ExternalIDAnnotation: "x"},
 	}
 	for name, ann := range sas {
 		if _, err := env.CreateServiceAccount(ctx, ns, name, ann); err != nil {
@@ -104,6 +106,8 @@ func TestEachEventReasonIsEmittedOnceForABurstOnTheRightPod(t *testing.T) {
 		{name: "target-denied", sa: "chain-denied", reason: "TargetRoleDenied", says: []string{refused, "sts:TagSession"}},
 		{name: "target-outside", sa: "chain-outside", reason: "TargetRoleNotAllowed", says: []string{"role/other", "podcreds.io/allowed-roles"}},
 		{name: "target-other-account", sa: "chain-account", reason: "AccountNotAllowed", says: []string{"role/tagged", "333333333333", "--allowed-accounts"}},
+		{name: "bad-target", sa: "bad-target", reason: "InvalidTargetRole", says: []string{roles.TargetRoleAnnotation, "data-reader", "Fix or remove the annotation"}},
+		{name: "bad-external", sa: "bad-external", reason: "InvalidExternalID", says: []string{roles.ExternalIDAnnotation}},
 		{name: "bad-session", sa: "bad-session", reason: "InvalidSessionName", says: []string{roles.SessionNameAnnotation}},
 		{name: "sts-throttles", sa: "throttled", reason: podevents.CredentialsUnavailable, says: []string{"Throttled", "--sts-rate"}},
 	}
