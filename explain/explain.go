@@ -103,7 +103,7 @@ func Explain(ctx context.Context, o Options, namespace, name string) (*Report, e
 	} else {
 		r.Answer.Served = true
 	}
-	if r.Webhook, err = webhook.Explain(raw, d.Err, o.Webhook); err != nil {
+	if r.Webhook, err = webhook.Explain(ctx, raw, o.Client, o.Webhook); err != nil {
 		return nil, fmt.Errorf("the webhook's decision: %w", err)
 	}
 	if o.Agent != "" {

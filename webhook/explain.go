@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,11 +29,16 @@ type Decision struct {
 	Warnings   []string `json:"warnings,omitempty"`
 }
 
-// Explain decides on pod (a core/v1 Pod as JSON) with the role decision's
-// answer for it (roleErr) and the webhook's settings, exactly as admit does.
+// Explain decides on pod (a core/v1 Pod as JSON) as admit does: the same
+// subject, the webhook's own role decision on client (which knows no
+// --allowed-accounts: the agent applies those) and the webhook's settings.
 // A pod that was injected at creation has nothing left to inject: its
 // Decision says so.
-func Explain(podJSON []byte, roleErr error, s Settings) (Decision, error) {
+func Explain(ctx context.Context, podJSON []byte, client roles.Client, s Settings) (Decision, error) {
+	return explainWith(ctx, podJSON, newResolve(client), s)
+}
+
+func explainWith(ctx context.Context, podJSON []byte, resolve func(context.Context, roles.Pod) error, s Settings) (Decision, error) {
 	var pod podView
 	if err := json.Unmarshal(podJSON, &pod); err != nil {
 		return Decision{}, fmt.Errorf("decoding the pod: %w", err)
@@ -40,7 +46,8 @@ func Explain(podJSON []byte, roleErr error, s Settings) (Decision, error) {
 	if strings.TrimSpace(pod.Metadata.Labels[InjectLabel]) == "false" {
 		return Decision{Why: "the pod is labelled " + InjectLabel + "=false"}, nil
 	}
-	subject := roles.Pod{Namespace: pod.Metadata.Namespace, Name: pod.displayName(), ServiceAccount: pod.Spec.ServiceAccountName}
+	subject := subjectOf(pod.Metadata.Namespace, &pod)
+	roleErr := resolve(ctx, subject)
 	leave, warning, err := leaveAlone(subject, roleErr)
 	if err != nil {
 		return Decision{}, err

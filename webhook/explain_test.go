@@ -1,11 +1,13 @@
 package webhook
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/podcreds/podcreds/failure"
+	"github.com/podcreds/podcreds/roles"
 )
 
 func TestExplainDecidesAsAdmissionDoes(t *testing.T) {
@@ -33,13 +35,14 @@ func TestExplainDecidesAsAdmissionDoes(t *testing.T) {
 		{"a volume of podcreds' name makes admission fail", clash, nil, func(d Decision) bool { return d.Refused && strings.Contains(d.Why, "rename it") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := Explain([]byte(tc.pod), tc.roleErr, testSettings)
+			d, err := explainWith(context.Background(), []byte(tc.pod), func(context.Context, roles.Pod) error { return tc.roleErr }, testSettings)
 			if err != nil || !tc.check(d) {
 				t.Fatalf("%+v, %v", d, err)
 			}
 		})
 	}
-	if _, err := Explain([]byte(plain), failure.Retriable("ServiceAccountLookupFailed", "down", 0, nil), testSettings); err == nil {
+	down := failure.Retriable("ServiceAccountLookupFailed", "down", 0, nil)
+	if _, err := explainWith(context.Background(), []byte(plain), func(context.Context, roles.Pod) error { return down }, testSettings); err == nil {
 		t.Error("a decision that could not be made explained as one")
 	}
 }

@@ -91,12 +91,7 @@ func (h *handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest, 
 	if namespace == "" {
 		namespace = pod.Metadata.Namespace
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	subject := roles.Pod{Namespace: namespace, Name: pod.displayName(), ServiceAccount: sa,
-		RoleARN: strings.TrimSpace(pod.Metadata.Annotations[roles.PodRoleAnnotation])}
+	subject := subjectOf(namespace, pod)
 	if leave, warning, err := leaveAlone(subject, h.resolve(ctx, subject)); err != nil {
 		return nil, "", err
 	} else if leave {
@@ -145,4 +140,16 @@ func leaveAlone(subject roles.Pod, roleErr error) (leave bool, warning string, e
 		return true, "", nil
 	}
 	return true, "podcreds: not injected: " + fe.Message, nil
+}
+
+// subjectOf is what the webhook's role decision reads of a pod at its
+// creation (the API server has not yet filled in the default
+// ServiceAccount).
+func subjectOf(namespace string, pod *podView) roles.Pod {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return roles.Pod{Namespace: namespace, Name: pod.displayName(), ServiceAccount: sa,
+		RoleARN: strings.TrimSpace(pod.Metadata.Annotations[roles.PodRoleAnnotation])}
 }
