@@ -22,6 +22,7 @@ import (
 
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/roles"
 )
 
@@ -111,6 +112,9 @@ type Options struct {
 	// 32); past it a new connection is reset at once.
 	MaxConnections           int
 	MaxConnectionsPerAddress int
+	// Events, if set, hears of every identified pod's refusals and
+	// successes and tells the pod through Kubernetes Events.
+	Events *podevents.Notifier
 
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
@@ -223,6 +227,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 		mux.HandleFunc("/readyz", a.serveReadyz)
+		mux.HandleFunc("GET "+DebugPodPath+"{namespace}/{name}", a.serveDebugPod)
+		mux.HandleFunc(DebugPodPath, serveDebugMisuse)
 		srv, addr, err := a.serve(a.opts.HealthAddr, mux, false)
 		if err != nil {
 			return err

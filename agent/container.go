@@ -24,11 +24,15 @@ type containerHandler struct {
 
 func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	creds, err := h.credentials(r)
+	creds, pod, err := h.credentials(r)
 	if err != nil {
+		if pod != nil {
+			h.a.opts.Events.Failed(pod.Ref(), err)
+		}
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
+	h.a.opts.Events.Served(pod.UID)
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
@@ -39,25 +43,28 @@ func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.stats.done(http.StatusOK, start)
 }
 
-func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, error) {
+// credentials answers r, and names the pod it was identified as (nil if it
+// was not), so the pod can be told of a refusal.
+func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, *Pod, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return nil, errMethod
+		return nil, nil, errMethod
 	}
 	if !h.hosts.allows(r.Host) {
-		return nil, h.hosts.refusal()
+		return nil, nil, h.hosts.refusal()
 	}
 	if !h.anyPath && r.URL.Path != h.a.opts.CredentialsPath {
-		return nil, errPath
+		return nil, nil, errPath
 	}
 	pod, err := h.a.identifyContainer(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key, err := h.a.resolve(r, pod)
 	if err != nil {
-		return nil, err
+		return nil, pod, err
 	}
-	return h.a.cache.Get(r.Context(), key, pod.Ref())
+	creds, err := h.a.cache.Get(r.Context(), key, pod.Ref())
+	return creds, pod, err
 }
 
 // identify finds the pod a request comes from by its source address, after

@@ -160,6 +160,7 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
 func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start time.Time, pod *Pod, p string) {
 	key, err := h.a.resolve(r, pod)
 	if err != nil {
+		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
@@ -174,9 +175,11 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 	}
 	creds, err := h.a.cache.Get(r.Context(), key, pod.Ref())
 	if err != nil {
+		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
+	h.a.opts.Events.Served(pod.UID)
 	body := creds.IMDSBody()
 	if p == imdsInfoPath {
 		body = infoBody(key.ServedRoleARN(), creds)

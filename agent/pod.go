@@ -141,3 +141,7 @@ func metaTrim(o *kube.Pod) metav1.ObjectMeta {
 		DeletionTimestamp: o.DeletionTimestamp,
 	}
 }
+
+// PodFrom is what the agent makes of an API pod: `podcreds explain` reads a
+// pod through it, so it sees the pod exactly as the agent does.
+func PodFrom(o *kube.Pod) *Pod { return podFromObject(o) }

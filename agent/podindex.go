@@ -166,6 +166,19 @@ func podPair(old, obj any) (*kube.Pod, *kube.Pod, bool) {
 	return o, n, ok1 && ok2
 }
 
+// PodByName returns the pod namespace/name on the node, or nil. It scans
+// every pod: it serves the debug endpoint, not requests.
+func (idx *PodIndex) PodByName(namespace, name string) *Pod {
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	for _, p := range idx.byUID {
+		if p.Namespace == namespace && p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
 func (idx *PodIndex) upsert(obj any) {
 	o, ok := obj.(*kube.Pod)
 	if !ok {

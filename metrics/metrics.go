@@ -71,6 +71,11 @@ type Metrics struct {
 	// TokenVerifications counts checks of presented ServiceAccount tokens
 	// by result (Token* constants).
 	TokenVerifications *prometheus.CounterVec
+	// Events counts Kubernetes Events about pods, by reason (a fixed set)
+	// and result: emitted; suppressed because the same pod had an Event of
+	// that reason within the interval; dropped because the write queue was
+	// full; failed when the API server refused or did not answer.
+	Events *prometheus.CounterVec
 }
 
 // Results of checking a presented ServiceAccount token, for TokenVerifications.
@@ -161,6 +166,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "podcreds_token_verifications_total",
 			Help: "Checks of ServiceAccount tokens presented in Authorization, by result: valid, invalid, other_pod or unavailable.",
 		}, []string{"result"}),
+		Events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "podcreds_events_total",
+			Help: "Kubernetes Events about pods, by reason and result (emitted, suppressed, dropped, failed).",
+		}, []string{"reason", "result"}),
 	}
 }
 

@@ -76,8 +76,13 @@ func checkExternalID(s string) error {
 // own target role if it names one, else its ServiceAccount's, must match a
 // pattern of the namespace's AllowedRolesAnnotation and be in an allowed
 // account, exactly as a pod-chosen role must.
-func (r *RoleResolver) resolveTarget(ctx context.Context, pod Pod, key *cache.Key) error {
+func (r *RoleResolver) resolveTarget(ctx context.Context, pod Pod, d *Decision) error {
+	key := &d.Key
+	if key.TargetRoleARN != "" {
+		d.TargetFrom = FromServiceAccount
+	}
 	if pod.TargetRoleARN != "" {
+		d.TargetFrom = FromPod
 		if !validARN(pod.TargetRoleARN) {
 			return failure.Final(http.StatusBadRequest, "InvalidTargetRole",
 				fmt.Sprintf("pod %s: annotation %s is not a role ARN: %q", pod, TargetRoleAnnotation, pod.TargetRoleARN), nil)
@@ -91,7 +96,7 @@ func (r *RoleResolver) resolveTarget(ctx context.Context, pod Pod, key *cache.Ke
 	if err != nil {
 		return err
 	}
-	if !anyMatch(patterns, key.TargetRoleARN) {
+	if d.TargetPattern = firstMatch(patterns, key.TargetRoleARN); d.TargetPattern == "" {
 		return failure.Final(http.StatusForbidden, "TargetRoleNotAllowed",
 			fmt.Sprintf("pod %s would chain into target role %s, which namespace %s does not allow; add a matching pattern to its annotation %s, or remove %s",
 				pod, key.TargetRoleARN, pod.Namespace, AllowedRolesAnnotation, TargetRoleAnnotation), nil)

@@ -103,48 +103,84 @@ func NewRoleResolver(client Client, clk clock.PassiveClock, ttl time.Duration, d
 // There is no fallback: a pod without a role of its own gets a final 404
 // naming its ServiceAccount, a disallowed choice a final 403.
 func (r *RoleResolver) Resolve(ctx context.Context, pod Pod) (cache.Key, error) {
+	d := r.Decide(ctx, pod)
+	return d.Key, d.Err
+}
+
+// Where a role came from, in a Decision.
+const (
+	FromServiceAccount = "serviceaccount"
+	FromPod            = "pod"
+)
+
+// Decision is the role decision for a pod and where each part came from:
+// what Resolve answers, with the provenance `podcreds explain` shows. Key
+// holds what was decided before a refusal (Err), so a refused pod's report
+// still names the roles involved.
+type Decision struct {
+	Key cache.Key
+	// RoleFrom is FromServiceAccount (its RoleAnnotation) or FromPod (its
+	// PodRoleAnnotation, allowed by the namespace's RolePattern).
+	RoleFrom, RolePattern string
+	// TargetFrom and TargetPattern are the same for the second hop.
+	TargetFrom, TargetPattern string
+	Err                       error
+}
+
+// Decide is Resolve with the provenance of its answer.
+func (r *RoleResolver) Decide(ctx context.Context, pod Pod) Decision {
+	var d Decision
 	if pod.ServiceAccount == "" {
 		// Only mirror (static) pods have no ServiceAccount: the API server
 		// fills in "default" for every other pod. A mirror pod may not use
 		// a ServiceAccount at all, so it has no role and no token to bind.
-		return cache.Key{}, failure.Final(http.StatusNotFound, "NoServiceAccount",
+		d.Err = failure.Final(http.StatusNotFound, "NoServiceAccount",
 			fmt.Sprintf("pod %s runs without a ServiceAccount (a static pod); podcreds serves only pods that run as a ServiceAccount with an %s annotation", pod, RoleAnnotation), nil)
+		return d
 	}
 	key, err := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
+	d.Key = key
 	if err != nil {
-		return cache.Key{}, err
+		d.Err = err
+		return d
 	}
 	if pod.RoleARN != "" {
+		d.RoleFrom = FromPod
 		patterns, err := r.allowedRoles(ctx, pod.Namespace)
 		if err != nil {
-			return cache.Key{}, err
+			d.Err = err
+			return d
 		}
-		if !validARN(pod.RoleARN) || !anyMatch(patterns, pod.RoleARN) {
-			return cache.Key{}, failure.Final(http.StatusForbidden, "RoleNotAllowed",
+		d.Key.RoleARN = pod.RoleARN
+		if d.RolePattern = firstMatch(patterns, pod.RoleARN); !validARN(pod.RoleARN) || d.RolePattern == "" {
+			d.RolePattern = ""
+			d.Err = failure.Final(http.StatusForbidden, "RoleNotAllowed",
 				fmt.Sprintf("pod %s asks for role %s, which namespace %s does not allow (annotation %s)", pod, pod.RoleARN, pod.Namespace, AllowedRolesAnnotation), nil)
+			return d
 		}
-		key.RoleARN = pod.RoleARN
 	} else if key.RoleARN == "" {
-		return cache.Key{}, failure.Final(http.StatusNotFound, "NoRole",
+		d.Err = failure.Final(http.StatusNotFound, "NoRole",
 			fmt.Sprintf("serviceaccount %s/%s has no %s annotation: annotate it with the IAM role's ARN (or let the pod pick one with %s, if its namespace allows)",
 				pod.Namespace, pod.ServiceAccount, RoleAnnotation, PodRoleAnnotation), nil)
+		return d
+	} else {
+		d.RoleFrom = FromServiceAccount
 	}
-	if err := r.checkAccount(key.RoleARN); err != nil {
-		return cache.Key{}, err
+	if d.Err = r.checkAccount(d.Key.RoleARN); d.Err != nil {
+		return d
 	}
-	if err := r.resolveTarget(ctx, pod, &key); err != nil {
-		return cache.Key{}, err
-	}
-	return key, nil
+	d.Err = r.resolveTarget(ctx, pod, &d)
+	return d
 }
 
-func anyMatch(patterns []string, s string) bool {
+// firstMatch returns the first of patterns that s matches, or "".
+func firstMatch(patterns []string, s string) string {
 	for _, p := range patterns {
 		if globMatch(p, s) {
-			return true
+			return p
 		}
 	}
-	return false
+	return ""
 }
 
 func validARN(s string) bool { return strings.HasPrefix(s, "arn:") && strings.Count(s, ":") >= 5 }

@@ -91,23 +91,12 @@ func (h *handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest, 
 	if namespace == "" {
 		namespace = pod.Metadata.Namespace
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	subject := roles.Pod{Namespace: namespace, Name: pod.displayName(), ServiceAccount: sa,
-		RoleARN: strings.TrimSpace(pod.Metadata.Annotations[roles.PodRoleAnnotation])}
-	if err := h.resolve(ctx, subject); err != nil {
-		fe := failure.From(err)
-		if fe.Retriable() {
-			return nil, "", fmt.Errorf("podcreds webhook cannot decide on pod %s/%s: %s; retry, or check the webhook's access to the Kubernetes API", namespace, subject.Name, fe.Message)
-		}
-		// The agent would refuse this pod. Admit it as it is; say why
-		// unless it simply has no role (most pods).
-		switch fe.Code {
-		case "NoRole", "ServiceAccountNotFound":
-		default:
-			allow.Warnings = []string{"podcreds: not injected: " + fe.Message}
+	subject := subjectOf(namespace, pod)
+	if leave, warning, err := leaveAlone(subject, h.resolve(ctx, subject)); err != nil {
+		return nil, "", err
+	} else if leave {
+		if warning != "" {
+			allow.Warnings = []string{warning}
 		}
 		return allow, ResultUnchanged, nil
 	}
@@ -132,4 +121,35 @@ func (h *handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest, 
 	pt := admissionv1.PatchTypeJSONPatch
 	allow.Patch, allow.PatchType = patch, &pt
 	return allow, ResultInjected, nil
+}
+
+// leaveAlone applies the role decision's answer (roleErr) for subject: a
+// pod the agent would refuse is admitted as it is, with a warning unless it
+// simply has no role (most pods); a decision that could not be made is an
+// error (the API server applies the failurePolicy).
+func leaveAlone(subject roles.Pod, roleErr error) (leave bool, warning string, err error) {
+	if roleErr == nil {
+		return false, "", nil
+	}
+	fe := failure.From(roleErr)
+	if fe.Retriable() {
+		return true, "", fmt.Errorf("podcreds webhook cannot decide on pod %s/%s: %s; retry, or check the webhook's access to the Kubernetes API", subject.Namespace, subject.Name, fe.Message)
+	}
+	switch fe.Code {
+	case "NoRole", "ServiceAccountNotFound":
+		return true, "", nil
+	}
+	return true, "podcreds: not injected: " + fe.Message, nil
+}
+
+// subjectOf is what the webhook's role decision reads of a pod at its
+// creation (the API server has not yet filled in the default
+// ServiceAccount).
+func subjectOf(namespace string, pod *podView) roles.Pod {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return roles.Pod{Namespace: namespace, Name: pod.displayName(), ServiceAccount: sa,
+		RoleARN: strings.TrimSpace(pod.Metadata.Annotations[roles.PodRoleAnnotation])}
 }

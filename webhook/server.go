@@ -92,15 +92,8 @@ func New(opts Options) (*Server, error) {
 	}
 	m := NewMetrics(opts.Registry)
 	sas := newServiceAccounts(opts.API, m)
-	// No answer is remembered (ttl 0): the informer is the cache, and a
-	// pod must see its ServiceAccount as it is now.
-	resolver := roles.NewRoleResolver(sas, clock.RealClock{}, 0, "sts.amazonaws.com", time.Hour, nil)
 	s := &Server{opts: opts, certs: certs, sas: sas, readyCh: make(chan struct{}), handler: &handler{
-		resolve: func(ctx context.Context, p roles.Pod) error {
-			_, err := resolver.Resolve(ctx, p)
-			return err
-		},
-		settings: opts.Settings, metrics: m, logger: logger,
+		resolve: newResolve(sas), settings: opts.Settings, metrics: m, logger: logger,
 	}}
 	if s.admit, err = net.Listen("tcp", opts.Listen); err != nil {
 		return nil, err
@@ -229,4 +222,16 @@ func (s *Server) healthMux() *http.ServeMux {
 		}
 	})
 	return m
+}
+
+// newResolve is the role decision the webhook makes, on client's
+// ServiceAccounts and namespaces. No answer is remembered (ttl 0): the
+// webhook's informer is the cache, and a pod must see its ServiceAccount as
+// it is now.
+func newResolve(client roles.Client) func(ctx context.Context, p roles.Pod) error {
+	resolver := roles.NewRoleResolver(client, clock.RealClock{}, 0, "sts.amazonaws.com", time.Hour, nil)
+	return func(ctx context.Context, p roles.Pod) error {
+		_, err := resolver.Resolve(ctx, p)
+		return err
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -31,9 +32,16 @@ type Options struct {
 	// STSBurst), halving on throttling (tokenreq.Budget).
 	STSRate  float64
 	STSBurst int
-	Agent    agent.Options
-	Cache    cache.Options
-	Logger   *zap.Logger
+	// Events, if set, receives Kubernetes Events on pods the agent refuses
+	// or cannot serve (Stack.Events; run it), at most one per pod and
+	// reason per EventInterval (default podevents.DefaultInterval);
+	// EventUnavailableAfter is podevents.Options.UnavailableAfter.
+	Events                kube.Events
+	EventInterval         time.Duration
+	EventUnavailableAfter time.Duration
+	Agent                 agent.Options
+	Cache                 cache.Options
+	Logger                *zap.Logger
 	// Registry receives the metrics (a new one if nil).
 	Registry *prometheus.Registry
 }
@@ -45,6 +53,9 @@ type Stack struct {
 	Tokens   *tokenreq.TokenManager
 	Metrics  *metrics.Metrics
 	Registry *prometheus.Registry
+	// Events writes the agent's Events; nil without Options.Events. Run it
+	// beside the agent.
+	Events *podevents.Notifier
 }
 
 // Build assembles an agent; run it with Stack.Agent.Run and release it with
@@ -76,6 +87,12 @@ func Build(o Options) (*Stack, error) {
 	c := cache.New(exchanger, o.Cache)
 
 	ao := o.Agent
+	if o.Events != nil {
+		ao.Events = podevents.New(podevents.Options{
+			Events: o.Events, Instance: ao.NodeName, Interval: o.EventInterval, UnavailableAfter: o.EventUnavailableAfter,
+			Logger: o.Logger, Metrics: m, Clock: ao.Clock,
+		})
+	}
 	ao.Client, ao.Cache, ao.Tokens, ao.Logger, ao.Metrics = o.Client, c, tokens, o.Logger, m
 	if ao.Gatherer == nil {
 		ao.Gatherer = o.Registry
@@ -86,7 +103,7 @@ func Build(o Options) (*Stack, error) {
 		return nil, err
 	}
 	metrics.RegisterReady(o.Registry, a.Ready)
-	return &Stack{Agent: a, Cache: c, Tokens: tokens, Metrics: m, Registry: o.Registry}, nil
+	return &Stack{Agent: a, Cache: c, Tokens: tokens, Metrics: m, Registry: o.Registry, Events: ao.Events}, nil
 }
 
 // Close stops the cache's background work. Call it after Agent.Run returns.

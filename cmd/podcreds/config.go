@@ -19,6 +19,7 @@ import (
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/netsetup"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/roles"
 	"github.com/podcreds/podcreds/tokenreq"
 )
@@ -59,20 +60,25 @@ type Config struct {
 	TokenExpiration    time.Duration
 	CredentialDuration time.Duration
 	// ClusterName is the kubernetes-cluster session tag of second hops.
-	ClusterName        string
-	RefreshFraction    float64
-	RefreshBefore      time.Duration
-	UnknownPodWait     time.Duration
-	ServiceAccountTTL  time.Duration
-	ShutdownTimeout    time.Duration
-	DrainDelay         time.Duration
-	WarmTimeout        time.Duration
-	StartupTaint       string
-	RateLimit          float64
-	AllowedAccounts    []string
-	RateBurst          int
-	MaxConnections     int
-	MaxConnsPerAddress int
+	ClusterName       string
+	RefreshFraction   float64
+	RefreshBefore     time.Duration
+	UnknownPodWait    time.Duration
+	ServiceAccountTTL time.Duration
+	ShutdownTimeout   time.Duration
+	DrainDelay        time.Duration
+	WarmTimeout       time.Duration
+	StartupTaint      string
+	// EventInterval is the least time between two Events of one reason on
+	// one pod; 0 disables Events. EventUnavailableAfter is how long a pod
+	// goes without credentials before it gets a CredentialsUnavailable Event.
+	EventInterval         time.Duration
+	EventUnavailableAfter time.Duration
+	RateLimit             float64
+	AllowedAccounts       []string
+	RateBurst             int
+	MaxConnections        int
+	MaxConnsPerAddress    int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -170,6 +176,8 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 2*time.Second, "on SIGTERM, after leaving the listening group, how long to keep answering on open connections (each answer closing its connection) before closing idle ones; 0 disables")
 	fs.StringVar(&c.StartupTaint, "startup-taint", "", "key of a NoSchedule taint the node registers with (kubelet --register-with-taints, Karpenter or Cluster Autoscaler startup taints); the agent removes it once it serves, so no pod is scheduled before its credentials can be (needs deploy/startup-taint.yaml)")
 	fs.DurationVar(&c.WarmTimeout, "warm-timeout", 30*time.Second, "longest a starting agent waits for every pod's credentials before it serves")
+	fs.DurationVar(&c.EventInterval, "event-interval", podevents.DefaultInterval, "least time between two Kubernetes Events of one reason on one pod (a refusal, STS denying it, credentials unavailable); 0 disables Events")
+	fs.DurationVar(&c.EventUnavailableAfter, "event-unavailable-after", podevents.DefaultUnavailableAfter, "how long a pod's requests fail retriably (STS down or throttling) before it gets a CredentialsUnavailable Event")
 	fs.Var(&listFlag{values: &c.AllowedAccounts}, "allowed-accounts", "AWS account IDs whose roles may be served, repeatable or comma-separated; empty: any")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
@@ -407,6 +415,12 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout must be positive")
+	}
+	if c.EventInterval < 0 {
+		bad("-event-interval %s must be 0 (no Events) or positive", c.EventInterval)
+	}
+	if c.EventUnavailableAfter <= 0 {
+		bad("-event-unavailable-after must be positive")
 	}
 	switch agent.TokenMode(c.TokenVerification) {
 	case agent.TokenOff, agent.TokenIfPresent:

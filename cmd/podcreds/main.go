@@ -28,6 +28,7 @@ var commands = []command{
 	{"agent", "run the node agent that serves pods their credentials", agentMain},
 	{"webhook", "run the admission webhook that onboards pods to the agent", webhookMain},
 	{"probe", "ask this container's agent whether it is ready (the kubelet's exec probe)", probeMain},
+	{"explain", "say what podcreds makes of a pod: role and why, webhook injection, the agent's live state", explainMain},
 	{"uninstall-node", "remove what the agent's -link-setup left on this node (run after the agent is gone)", uninstallNodeMain},
 	{"version", "print the version, commit and Go version (also --version)", versionMain},
 	{"issuer", "publish the cluster's OIDC issuer (discovery and keys) for AWS to trust", issuerMain},

@@ -75,6 +75,15 @@ func run(ctx context.Context, cfg *Config) error {
 		}
 	}
 
+	// Events on pods, written through the agent's own connection settings
+	// (and so its QPS limit).
+	var events kube.Events
+	if cfg.EventInterval > 0 {
+		if events, err = kube.NewEvents(restCfg); err != nil {
+			return err
+		}
+	}
+
 	var listeners []agent.Listener
 	for _, a := range cfg.Listen {
 		listeners = append(listeners, agent.Listener{Addr: a})
@@ -88,6 +97,7 @@ func run(ctx context.Context, cfg *Config) error {
 		Client: client, STS: tokenreq.NewSTSClient(cfg.STSRegion, cfg.STSEndpoint, nil),
 		SessionDuration: cfg.CredentialDuration, ClusterName: cfg.ClusterName, Logger: logger, Registry: reg,
 		STSRate: cfg.STSRate, STSBurst: cfg.STSBurst,
+		Events: events, EventInterval: cfg.EventInterval, EventUnavailableAfter: cfg.EventUnavailableAfter,
 		Cache: cache.Options{RefreshFraction: cfg.RefreshFraction, RefreshBefore: cfg.RefreshBefore, MaxWait: cfg.MaxFetchWait},
 		Agent: agent.Options{
 			NodeName: cfg.NodeName, Listeners: listeners,
@@ -109,6 +119,9 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 	defer st.Close()
 	a := st.Agent
+	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents() // once the agent has stopped; Events still queued are dropped
+	go st.Events.Run(eventsCtx)
 	logger.Info("starting", zap.String("node", cfg.NodeName), zap.String("stsRegion", cfg.STSRegion),
 		zap.String("stsEndpoint", cfg.STSEndpoint), zap.Duration("credentialDuration", cfg.CredentialDuration))
 	err = a.Run(ctx)

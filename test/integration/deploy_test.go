@@ -69,7 +69,8 @@ func TestDeployManifestsPassServerSideDryRun(t *testing.T) {
 	t.Run("the ClusterRole grants exactly what the agent calls", func(t *testing.T) {
 		var role rbacv1.ClusterRole
 		decodeInto(t, mustFind(t, objs, "ClusterRole", "", "podcreds-agent"), &role)
-		want := []string{"/namespaces/get", "/nodes/get", "/nodes/patch", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create"}
+		want := []string{"/namespaces/get", "/nodes/get", "/nodes/patch", "/pods/get", "/pods/list", "/pods/watch", "/serviceaccounts/get", "/serviceaccounts/token/create",
+			"events.k8s.io/events/create", "events.k8s.io/events/patch"}
 		if got := grants(role.Rules); !slices.Equal(got, want) {
 			t.Fatalf("ClusterRole grants\n  %v\nwant exactly\n  %v", got, want)
 		}
@@ -317,6 +318,10 @@ func TestDeployedAgentPermissionsAreEnough(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "namespaces"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "update", Resource: "namespaces", Name: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: other}, true},
+		{authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: other}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Group: "events.k8s.io", Resource: "events", Namespace: other}, true},
+		{authorizationv1.ResourceAttributes{Verb: "get", Group: "events.k8s.io", Resource: "events", Namespace: other}, false},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Group: "events.k8s.io", Resource: "events", Namespace: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: other}, false},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: other}, false},

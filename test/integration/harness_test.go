@@ -112,6 +112,11 @@ type harnessOptions struct {
 	// wrapClient, if set, wraps the agent's Kubernetes client (to count
 	// the agent's API calls).
 	wrapClient func(kube.Client) kube.Client
+	events     bool // write Events on pods to the API server
+	// eventUnavailableAfter is the CredentialsUnavailable threshold
+	// (default podevents' own).
+	eventUnavailableAfter time.Duration
+	accounts              []string // --allowed-accounts
 }
 
 func startAgent(t *testing.T, o harnessOptions) *agentHarness {
@@ -159,11 +164,19 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	if o.side {
 		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
+	var events kube.Events
+	if o.events {
+		var err error
+		if events, err = kube.NewEvents(env.Config); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st, err := stack.Build(stack.Options{
+		Events: events, EventUnavailableAfter: o.eventUnavailableAfter,
 		Client: client, STS: counting, SessionDuration: o.duration, Logger: logger, Cache: o.cache,
 		STSRate: o.stsRate, STSBurst: max(1, int(o.stsRate)),
 		Agent: agent.Options{
-			NodeName: o.node, RateLimit: o.rateLimit, TokenMode: o.tokenMode, Verifier: verifier,
+			NodeName: o.node, RateLimit: o.rateLimit, AllowedAccounts: o.accounts, TokenMode: o.tokenMode, Verifier: verifier,
 			Listeners:     []agent.Listener{{Addr: "127.0.0.1:0"}},
 			IMDSListeners: imdsListeners, IMDSRegion: testenv.Region, IMDSAvailabilityZone: testenv.Region + "a",
 			HealthAddr: healthAddr, MetricsAddr: metricsAddr, ShutdownTimeout: 10 * time.Second, DrainDelay: drainDelay(o.drainDelay),
@@ -178,6 +191,8 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
+	eventsDone := make(chan struct{})
+	go func() { st.Events.Run(ctx); close(eventsDone) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !a.Ready() {
 		select {
@@ -204,6 +219,7 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 			if err := <-done; err != nil {
 				t.Errorf("agent Run: %v", err)
 			}
+			<-eventsDone
 			c.Close()
 		})
 	}
