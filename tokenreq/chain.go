@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -165,7 +166,8 @@ func (e *Exchanger) assumeTarget(ctx context.Context, key cache.Key, first *cach
 		if fe.Code == denied.code {
 			// Its own code: the fix is in the target's trust policy, not the
 			// first role's (AccessDenied).
-			fe = failure.Final(http.StatusForbidden, "TargetRoleDenied", fe.Message, fe.Err)
+			msg := strings.TrimSuffix(fe.Message, hint(denied)) + " (the target role's trust policy must allow sts:AssumeRole and sts:TagSession to " + key.RoleARN + ", with a matching sts:ExternalId condition if any; docs/session-tags.md)"
+			fe = failure.Final(http.StatusForbidden, "TargetRoleDenied", msg, fe.Err)
 		}
 	}
 	e.countHop(hopTarget, start, fe)
