@@ -143,11 +143,14 @@ func TestLeaderElection(t *testing.T) {
 		return b.metric("podcreds_issuer_leader") == 1 && b.metric(`podcreds_issuer_syncs_total{result="success"}`) >= 1
 	})
 	took := time.Since(killed)
-	// The Lease lasts 4 s from the last renewal; the standby retries every
-	// 0.5 s (with jitter up to 1.2x). Allow one retry period of slack for
-	// the metrics poll and a loaded machine.
-	if limit := 4*time.Second + 2*600*time.Millisecond; took > limit {
-		t.Errorf("takeover took %s, more than the lease duration plus a retry (%s)", took, limit)
+	// The Lease lasts 4 s from the last renewal and the standby retries
+	// every 0.5 s (jitter up to 1.2x): it takes over about 4-5 s after the
+	// kill. The bound is loose on purpose (a timed assertion on a loaded CI
+	// machine would be a flake, not a finding): it catches a standby that
+	// waits for something other than the Lease to expire. The figure itself
+	// is logged below.
+	if limit := 3 * 4 * time.Second; took > limit {
+		t.Errorf("takeover took %s, more than three lease durations (%s): the standby is not acting on the expired Lease", took, limit)
 	}
 	t.Logf("replica-b led %s after replica-a was killed (replica-a had synced %v times)", took.Round(10*time.Millisecond), aSyncs)
 	l, err = env.Client.CoordinationV1().Leases("podcreds-system").Get(context.Background(), lease, metav1.GetOptions{})
