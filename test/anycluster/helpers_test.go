@@ -116,19 +116,7 @@ func publishedKids(t *testing.T) []string {
 	if code != http.StatusOK {
 		t.Fatalf("public JWKS answered %d: %s", code, b)
 	}
-	var doc struct {
-		Keys []struct {
-			Kid string `json:"kid"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var kids []string
-	for _, k := range doc.Keys {
-		kids = append(kids, k.Kid)
-	}
-	return kids
+	return kidsOf(t, b)
 }
 
 // servedKids returns the kids the API server serves now.
@@ -138,19 +126,7 @@ func servedKids(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Keys []struct {
-			Kid string `json:"kid"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var kids []string
-	for _, k := range doc.Keys {
-		kids = append(kids, k.Kid)
-	}
-	return kids
+	return kidsOf(t, raw)
 }
 
 // rootS3 is the bucket host with write access, for tests that break things.
@@ -341,4 +317,22 @@ func deleteObject(t *testing.T, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// kidsOf returns the kids of a JWKS document.
+func kidsOf(t *testing.T, jwks []byte) []string {
+	t.Helper()
+	var doc struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, k := range doc.Keys {
+		kids = append(kids, k.Kid)
+	}
+	return kids
 }

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -226,9 +225,17 @@ func (s *state) healthSocket(healthPort int) string {
 // token of that ServiceAccount: the agent runs with exactly the permissions
 // the DaemonSet gives it.
 func agentIdentity(ctx context.Context, env *testenv.Env, kubeconfig string) error {
+	return identityFrom(ctx, env, filepath.Join("..", "..", "deploy"), []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"}, kubeconfig)
+}
+
+// identityFrom creates the Namespaces, ServiceAccount and RBAC objects in
+// dir's files (already existing ones are kept) and writes a kubeconfig with
+// an hour's token of that ServiceAccount, so a component under test runs
+// with exactly the permissions its manifests give it.
+func identityFrom(ctx context.Context, env *testenv.Env, dir string, files []string, kubeconfig string) error {
 	var sa *corev1.ServiceAccount
-	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", file))
+	for _, file := range files {
+		raw, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
 			return err
 		}
@@ -258,7 +265,7 @@ func agentIdentity(ctx context.Context, env *testenv.Env, kubeconfig string) err
 		}
 	}
 	if sa == nil {
-		return errors.New("deploy/serviceaccount.yaml has no ServiceAccount")
+		return fmt.Errorf("%s: no ServiceAccount in %v", dir, files)
 	}
 	expiry := int64(3600)
 	tr, err := env.Client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{

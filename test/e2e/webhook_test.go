@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +20,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -324,45 +322,7 @@ func kubeletVolumes(ctx context.Context, env *testenv.Env, pod *corev1.Pod, c co
 // webhookIdentity creates the webhook's ServiceAccount and permissions from
 // deploy/webhook and writes a kubeconfig with a token of it.
 func webhookIdentity(ctx context.Context, env *testenv.Env, kubeconfig string) error {
-	var sa *corev1.ServiceAccount
-	for _, file := range []string{"serviceaccount.yaml", "rbac.yaml"} {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "webhook", file))
-		if err != nil {
-			return err
-		}
-		for _, doc := range bytes.Split(raw, []byte("\n---")) {
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-			if err != nil {
-				return fmt.Errorf("%s: %w", file, err)
-			}
-			switch o := obj.(type) {
-			case *corev1.ServiceAccount:
-				sa, err = env.Client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-			case *rbacv1.ClusterRole:
-				_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-			case *rbacv1.ClusterRoleBinding:
-				_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-			default:
-				err = fmt.Errorf("unexpected %T", obj)
-			}
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("%s: %w", file, err)
-			}
-		}
-	}
-	if sa == nil {
-		return errors.New("deploy/webhook/serviceaccount.yaml has no ServiceAccount")
-	}
-	tr, err := env.Client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	return env.WriteKubeconfig(kubeconfig, tr.Status.Token)
+	return identityFrom(ctx, env, filepath.Join("..", "..", "deploy", "webhook"), []string{"serviceaccount.yaml", "rbac.yaml"}, kubeconfig)
 }
 
 // registerWebhook creates deploy/webhook's MutatingWebhookConfiguration with
