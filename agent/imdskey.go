@@ -89,3 +89,31 @@ func readIMDSKey(path string) (*[IMDSKeySize]byte, error) {
 	}
 	return &key, nil
 }
+
+// RemoveIMDSKey deletes the node's IMDS token key at path, for `podcreds
+// uninstall-node`: after it no file of the agent's is left on the node, and
+// an agent installed later makes a new key. It reports whether there was a
+// key to remove. It refuses to delete anything that is not a regular file
+// (a directory or device given by mistake); a symlink is removed itself,
+// never what it points to. Temporary files a crashed agent left beside the
+// key (.imds-key-*) go too.
+func RemoveIMDSKey(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		err = nil
+	case err != nil:
+		return false, fmt.Errorf("IMDS token key %s: %w", path, err)
+	case !fi.Mode().IsRegular() && fi.Mode()&os.ModeSymlink == 0:
+		return false, fmt.Errorf("IMDS token key %s is a %s, not a file: not removing it (check --imds-key-file)", path, fi.Mode().Type())
+	default:
+		if err := os.Remove(path); err != nil {
+			return false, fmt.Errorf("IMDS token key %s: %w", path, err)
+		}
+	}
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".imds-key-*"))
+	for _, s := range stale {
+		_ = os.Remove(s)
+	}
+	return fi != nil, nil
+}

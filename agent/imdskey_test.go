@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -86,5 +87,47 @@ func TestIMDSKeyFileOthersCanReadIsRefused(t *testing.T) {
 				t.Fatalf("LoadIMDSKey: %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRemoveIMDSKeyRemovesOnlyTheKey(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "imds-token.key")
+	if _, err := LoadIMDSKey(key); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, ".imds-key-123") // a crashed agent's temporary file
+	if err := os.WriteFile(stale, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := RemoveIMDSKey(key); !removed || err != nil {
+		t.Fatalf("RemoveIMDSKey = %v, %v; want true, nil", removed, err)
+	}
+	for _, p := range []string{key, stale} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", p, err)
+		}
+	}
+	if removed, err := RemoveIMDSKey(key); removed || err != nil {
+		t.Fatalf("RemoveIMDSKey of a missing key = %v, %v; want false, nil", removed, err)
+	}
+
+	// A directory named by mistake is refused, and stays.
+	if removed, err := RemoveIMDSKey(dir); removed || err == nil || !strings.Contains(err.Error(), "not a file") {
+		t.Fatalf("RemoveIMDSKey(a directory) = %v, %v; want a refusal", removed, err)
+	}
+	// A symlink goes, and what it points to stays.
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, key); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := RemoveIMDSKey(key); !removed || err != nil {
+		t.Fatalf("RemoveIMDSKey(a symlink) = %v, %v; want true, nil", removed, err)
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep" {
+		t.Fatalf("the symlink's target: %q, %v; want it untouched", b, err)
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/netsetup"
 )
 
@@ -16,28 +19,44 @@ func TestUninstallNode(t *testing.T) {
 		args      []string
 		res       *netsetup.Uninstalled
 		err       error
+		keyFile   bool // a key file exists and -imds-key-file names it
 		code      int
 		wantIface string
 		out, msg  string
 	}{
-		{"removes both and says so", nil, &netsetup.Uninstalled{Redirect: true, Interface: "podcreds0"}, nil, 0, "podcreds0",
+		{"removes both and says so", nil, &netsetup.Uninstalled{Redirect: true, Interface: "podcreds0"}, nil, false, 0, "podcreds0",
 			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\nremoved interface podcreds0\n", ""},
-		{"a node with nothing installed is fine", []string{"--link-interface=pc1"}, &netsetup.Uninstalled{}, nil, 0, "pc1",
+		{"removes the key file it is named", nil, &netsetup.Uninstalled{Redirect: true}, nil, true, 0, "podcreds0",
+			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\nremoved the IMDS token key KEY\n", ""},
+		{"a key file alone is something to remove", nil, &netsetup.Uninstalled{}, nil, true, 0, "podcreds0",
+			"removed the IMDS token key KEY\n", ""},
+		{"a node with nothing installed is fine", []string{"--link-interface=pc1"}, &netsetup.Uninstalled{}, nil, false, 0, "pc1",
 			"nothing to remove: no IMDS redirect and no interface pc1\n", ""},
-		{"a failure exits 1 with the reason", nil, &netsetup.Uninstalled{Redirect: true}, errors.New("interface podcreds0 is a bridge device"), 1, "podcreds0",
+		{"a failure exits 1 with the reason and keeps the key", nil, &netsetup.Uninstalled{Redirect: true}, errors.New("interface podcreds0 is a bridge device"), true, 1, "podcreds0",
 			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\n", "is a bridge device"},
-		{"stray arguments exit 2", []string{"now"}, nil, nil, 2, "", "", "unexpected arguments"},
+		{"stray arguments exit 2", []string{"now"}, nil, nil, false, 2, "", "", "unexpected arguments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			var gotIface string
-			code := uninstallNode(tc.args, &stdout, &stderr, func(_ context.Context, iface string) (*netsetup.Uninstalled, error) {
+			args, key := tc.args, filepath.Join(t.TempDir(), "imds-token.key")
+			if tc.keyFile {
+				if _, err := agent.LoadIMDSKey(key); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--imds-key-file="+key)
+			}
+			code := uninstallNode(args, &stdout, &stderr, func(_ context.Context, iface string) (*netsetup.Uninstalled, error) {
 				gotIface = iface
 				return tc.res, tc.err
-			})
-			if code != tc.code || gotIface != tc.wantIface || stdout.String() != tc.out || !strings.Contains(stderr.String(), tc.msg) {
+			}, agent.RemoveIMDSKey)
+			if _, err := os.Lstat(key); tc.keyFile && (err == nil) != (tc.code != 0) {
+				t.Errorf("after exit %d the key file exists: %v", code, err == nil)
+			}
+			out := strings.ReplaceAll(stdout.String(), key, "KEY")
+			if code != tc.code || gotIface != tc.wantIface || out != tc.out || !strings.Contains(stderr.String(), tc.msg) {
 				t.Fatalf("exit %d, interface %q, stdout %q, stderr %q; want %d, %q, %q, stderr containing %q",
-					code, gotIface, stdout.String(), stderr.String(), tc.code, tc.wantIface, tc.out, tc.msg)
+					code, gotIface, out, stderr.String(), tc.code, tc.wantIface, tc.out, tc.msg)
 			}
 		})
 	}

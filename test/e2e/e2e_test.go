@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -228,9 +230,16 @@ func TestAgentExitKeepsPodsFromTheNodesIMDSUntilUninstall(t *testing.T) {
 	podsNeverReachTheRealIMDS(t, ctx)
 
 	// The explicit uninstall step gives the node back as it was.
-	out, err := exec.CommandContext(ctx, filepath.Join(suite.bin, "podcreds"), "uninstall-node").CombinedOutput()
+	key := filepath.Join(suite.dir, "node", "imds-token.key") // the agent's --imds-key-file
+	if _, err := os.Stat(key); err != nil {
+		t.Fatalf("the agent left no IMDS token key to uninstall: %v", err)
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(suite.bin, "podcreds"), "uninstall-node", "--imds-key-file="+key).CombinedOutput()
 	if err != nil {
 		t.Fatalf("podcreds uninstall-node: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(key); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after uninstall-node the IMDS token key %s is still there (%v)\n%s", key, err, out)
 	}
 	after, err := nodeState()
 	if err != nil {
