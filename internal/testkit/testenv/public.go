@@ -224,3 +224,26 @@ func (e *Env) RotateSigningKey(ctx context.Context, keepOld bool) (*rsa.PrivateK
 	e.opts.Logf("kube-apiserver restarted with a new signing key (old keys kept: %v)", keepOld)
 	return key, nil
 }
+
+// RestartAPIServerWithIssuerFlags restarts kube-apiserver with its
+// --service-account-issuer and --service-account-jwks-uri replaced by flags
+// (each "--name=value"), as an operator following docs/any-cluster.md sets
+// them, and returns a function that restarts it with the flags it had.
+func (e *Env) RestartAPIServerWithIssuerFlags(ctx context.Context, flags []string) (restore func(context.Context) error, err error) {
+	old := e.apiserverArgs
+	var args []string
+	for _, a := range old {
+		if strings.HasPrefix(a, "--service-account-issuer=") || strings.HasPrefix(a, "--service-account-jwks-uri=") {
+			continue
+		}
+		args = append(args, a)
+	}
+	e.apiserverArgs = append(args, flags...)
+	e.StopAPIServer()
+	restore = func(ctx context.Context) error {
+		e.apiserverArgs = old
+		e.StopAPIServer()
+		return e.StartAPIServer(ctx)
+	}
+	return restore, e.StartAPIServer(ctx)
+}
