@@ -58,21 +58,25 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 build: ## build bin/podcreds, stamped with VERSION and COMMIT
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(PODCREDS_BIN) $(BUILD_PKG)
 
+# The links in $(TOOLS_BIN) are relative, so a .tools directory shared by
+# several checkouts (a symlink to one cache) or moved keeps working.
+toolslink = $(patsubst $(TOOLS_DIR)/%,../%,$(1))
+
 # Each tool is a file target named by its version: a pinned version that is
 # already built is never rebuilt, and bumping a pin builds the new one beside it.
 tools: $(ETCD) $(KUBE_APISERVER) $(MINIO) ## build etcd, kube-apiserver and minio (pinned, cached)
 	@mkdir -p $(TOOLS_BIN)
-	@ln -sf $(ETCD) $(TOOLS_BIN)/etcd
-	@ln -sf $(KUBE_APISERVER) $(TOOLS_BIN)/kube-apiserver
-	@ln -sf $(MINIO) $(TOOLS_BIN)/minio
+	@ln -sfn $(call toolslink,$(ETCD)) $(TOOLS_BIN)/etcd
+	@ln -sfn $(call toolslink,$(KUBE_APISERVER)) $(TOOLS_BIN)/kube-apiserver
+	@ln -sfn $(call toolslink,$(MINIO)) $(TOOLS_BIN)/minio
 	@echo "tools ready in $(TOOLS_BIN): etcd $(ETCD_VERSION), kube-apiserver $(KUBE_VERSION), minio $(MINIO_VERSION)"
 
 # Only the tests of the chart and the alert rules need these; demo, bench
 # and e2e do not wait for them.
 deploy-tools: $(HELM) $(PROMTOOL) ## build helm and promtool (pinned, cached)
 	@mkdir -p $(TOOLS_BIN)
-	@ln -sf $(HELM) $(TOOLS_BIN)/helm
-	@ln -sf $(PROMTOOL) $(TOOLS_BIN)/promtool
+	@ln -sfn $(call toolslink,$(HELM)) $(TOOLS_BIN)/helm
+	@ln -sfn $(call toolslink,$(PROMTOOL)) $(TOOLS_BIN)/promtool
 	@echo "deploy tools ready in $(TOOLS_BIN): helm $(HELM_VERSION), promtool $(PROMETHEUS_VERSION)"
 
 $(ETCD):
