@@ -36,9 +36,10 @@ const maxInstance = 128
 // goroutine, which retries a write that does not reach the API server up to
 // 12 times 10 s apart and has no bound of its own; the gate admits one Event
 // per pod and reason per interval, and the budget bounds what pods that come
-// and go (new UIDs) can add on top, so an unreachable API server costs the
-// agent at most a few hundred parked goroutines. Past it Events are dropped
-// (counted), never waited for.
+// and go (new UIDs) can add on top, so an unreachable API server parks at
+// most about 530 of those goroutines (256, plus one a second for the 4.5 min
+// an Event is retried at most). Past it Events are dropped (counted), never
+// waited for.
 const (
 	budgetBurst = 256
 	budgetRate  = 1
