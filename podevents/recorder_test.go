@@ -137,8 +137,8 @@ func TestAnEventOnThePodThatSaysWhoReportsIt(t *testing.T) {
 // TestARepeatIsTheFirstEventsSeries asserts what tools/events does with an
 // Event the gate lets through again: the second makes the first Event a
 // series of 2 (a patch); the third and later only count in tools/events'
-// memory, written when the series is refreshed (30 min) or ends (6 min
-// without a repeat).
+// memory, written when the series is refreshed (30 min) or ends (6 to 12
+// min without a repeat).
 func TestARepeatIsTheFirstEventsSeries(t *testing.T) {
 	sink := newFakeSink()
 	n, clk := running(t, sink, "node-1")

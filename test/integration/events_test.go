@@ -265,8 +265,8 @@ func seriesCount(ev eventsv1.Event) int32 {
 // client-go's tools/events writes it: the second time, the first Event
 // becomes a series of 2 (one patch, no new Event); the third and later
 // repeats are counted in the agent's memory and written only when the
-// series is refreshed (every 30 min) or ends (6 min without a repeat), so
-// until then the API server still says 2.
+// series is refreshed (every 30 min) or ends (6 to 12 min without a
+// repeat), so until then the API server still says 2.
 func TestARepeatAfterTheIntervalIsTheFirstEventsSeries(t *testing.T) {
 	ctx := ctxT(t)
 	ns := uniqueName(t)
