@@ -100,6 +100,23 @@ func (f *fakeSink) all() []write {
 	return append([]write(nil), f.writes...)
 }
 
+// awaitCount waits up to 10 s for podcreds_events_total{reason,result} to
+// reach want: the sink counts a write after the fake has answered it.
+func awaitCount(t *testing.T, n *Notifier, reason, result string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := testutil.ToFloat64(n.m.Events.WithLabelValues(reason, result))
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("podcreds_events_total{reason=%q,result=%q} is %v, want %v", reason, result, got, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // running starts a Notifier over tools/events and sink, and stops it when
 // the test ends.
 func running(t *testing.T, sink *fakeSink, instance string) (*Notifier, *clocktesting.FakeClock) {
@@ -129,9 +146,7 @@ func TestAnEventOnThePodThatSaysWhoReportsIt(t *testing.T) {
 		!strings.Contains(ev.Note, "Annotate the ServiceAccount") {
 		t.Fatalf("%s %+v", w[0].verb, ev)
 	}
-	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "emitted")); got != 1 {
-		t.Fatalf("%v counted as emitted, want 1", got)
-	}
+	awaitCount(t, n, "NoRole", "emitted", 1)
 }
 
 // TestARepeatIsTheFirstEventsSeries asserts what tools/events does with an
@@ -155,9 +170,7 @@ func TestARepeatIsTheFirstEventsSeries(t *testing.T) {
 	if !sink.quiet(time.Second) {
 		t.Fatalf("writes %+v: tools/events wrote a third repeat at once; README says it waits for the series to end", sink.all())
 	}
-	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "emitted")); got != 2 {
-		t.Fatalf("%v counted as emitted, want the 2 writes", got)
-	}
+	awaitCount(t, n, "NoRole", "emitted", 2)
 }
 
 func TestAnExpiredEventStartsANewOne(t *testing.T) {
@@ -179,8 +192,10 @@ func TestAnExpiredEventStartsANewOne(t *testing.T) {
 	if len(w) != 3 || w[1].verb != "patch" || w[2].verb != "create" {
 		t.Fatalf("writes %+v, want a create after the patch found no Event", w)
 	}
-	if e, f := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "emitted")), testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "failed")); e != 2 || f != 0 {
-		t.Fatalf("emitted %v failed %v, want 2 and 0: a missing series is no failure", e, f)
+	// A missing series is no failure.
+	awaitCount(t, n, "NoRole", "emitted", 2)
+	if f := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "failed")); f != 0 {
+		t.Fatalf("%v writes counted as failed, want 0: the patch found no Event, and the create that followed succeeded", f)
 	}
 }
 
@@ -195,9 +210,7 @@ func TestARefusedWriteIsCountedAsFailed(t *testing.T) {
 	if !sink.quiet(200 * time.Millisecond) {
 		t.Fatalf("writes %+v: tools/events retried a refused write", sink.all())
 	}
-	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "failed")); got != 1 {
-		t.Fatalf("%v counted as failed, want 1", got)
-	}
+	awaitCount(t, n, "NoRole", "failed", 1)
 }
 
 func TestALongNodeNameIsCutToTheReportingInstanceLimit(t *testing.T) {
