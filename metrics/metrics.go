@@ -72,9 +72,13 @@ type Metrics struct {
 	// by result (Token* constants).
 	TokenVerifications *prometheus.CounterVec
 	// Events counts Kubernetes Events about pods, by reason (a fixed set)
-	// and result: emitted; suppressed because the same pod had an Event of
-	// that reason within the interval; dropped because the write queue was
-	// full; failed when the API server refused or did not answer.
+	// and result: suppressed because the same pod had an Event of that
+	// reason within the interval; dropped because the node's budget of
+	// Events was spent or Events were not running; and, of the writes
+	// client-go's tools/events makes, emitted for each the API server
+	// accepted (a creation, or a patch of an Event's series) and failed for
+	// each it refused or that did not reach it (tools/events retries those
+	// that did not reach it, each retry counted again).
 	Events *prometheus.CounterVec
 }
 
@@ -168,7 +172,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		Events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "podcreds_events_total",
-			Help: "Kubernetes Events about pods, by reason and result (emitted, suppressed, dropped, failed).",
+			Help: "Kubernetes Events about pods, by reason and result: suppressed (an Event of that reason on that pod within --event-interval), dropped (the node's Event budget spent), emitted (a write the API server accepted: an Event created or its series patched), failed (a write refused or unanswered; retried writes count each time).",
 		}, []string{"reason", "result"}),
 	}
 }

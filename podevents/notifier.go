@@ -1,19 +1,21 @@
 package podevents
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
-	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 )
 
@@ -29,11 +31,25 @@ const (
 // maxInstance is the API server's limit on an Event's reportingInstance.
 const maxInstance = 128
 
-// Options configures a Notifier. Events is required.
+// The node's budget of Events handed to tools/events: budgetBurst at once,
+// refilled at budgetRate a second. tools/events gives every Event its own
+// goroutine, which retries a write that does not reach the API server up to
+// 12 times 10 s apart and has no bound of its own; the gate admits one Event
+// per pod and reason per interval, and the budget bounds what pods that come
+// and go (new UIDs) can add on top, so an unreachable API server parks at
+// most about 530 of those goroutines (256, plus one a second for the 4.5 min
+// an Event is retried at most). Past it Events are dropped (counted), never
+// waited for.
+const (
+	budgetBurst = 256
+	budgetRate  = 1
+)
+
+// Options configures a Notifier. Client is required.
 type Options struct {
-	// Events writes to the API server; Instance is the reporting instance
-	// (the node's name).
-	Events   kube.Events
+	// Client writes the Events (NewClient); Instance is the reporting
+	// instance written on them (the node's name).
+	Client   eventsv1client.EventsV1Interface
 	Instance string
 	Logger   *zap.Logger // optional
 	// Interval is the least time between two Events of one reason on one
@@ -49,15 +65,20 @@ type Options struct {
 
 // Notifier turns the outcomes of a pod's credential requests into Events.
 // Safe for concurrent use; Served, on every successful request, costs one
-// atomic load while no pod is failing.
+// atomic load while no pod is failing. Failed never waits on the API
+// server: what passes the gate and the budget is handed to client-go's
+// tools/events recorder, which writes from its own goroutines.
 type Notifier struct {
-	w        *writer
+	sink     *countingSink
 	interval time.Duration
 	after    time.Duration
 	clock    clock.PassiveClock
 	m        *metrics.Metrics
+	budget   *rate.Limiter
 
 	failing atomic.Int64 // len(outage), read without mu
+	// rec is the recorder while Run runs, nil before and after.
+	rec atomic.Pointer[recorder]
 
 	mu      sync.Mutex
 	last    map[gateKey]time.Time // when each pod last got an Event of each reason
@@ -73,8 +94,16 @@ type gateKey struct {
 // outage is a run of retriable failures of one pod.
 type outage struct{ since, last time.Time }
 
-// New returns a Notifier recording through o.Recorder.
+// recorder boxes tools/events' recorder for rec.
+type recorder struct{ events.EventRecorder }
+
+// New returns a Notifier writing through o.Client once Run runs.
 func New(o Options) *Notifier {
+	return newNotifier(o, &events.EventSinkImpl{Interface: o.Client})
+}
+
+// newNotifier is New over any sink (tests use their own).
+func newNotifier(o Options, sink events.EventSink) *Notifier {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
@@ -91,9 +120,10 @@ func New(o Options) *Notifier {
 	if len(o.Instance) > maxInstance {
 		o.Instance = o.Instance[:maxInstance]
 	}
-	w := newWriter(o.Events, o.Instance, o.Interval, o.Clock, o.Logger.Named("events"), o.Metrics)
-	return &Notifier{w: w, interval: o.Interval, after: o.UnavailableAfter, clock: o.Clock, m: o.Metrics,
-		last: map[gateKey]time.Time{}, outage: map[types.UID]outage{}, sweepAt: 256}
+	s := &countingSink{next: sink, instance: o.Instance, log: o.Logger.Named("events"), m: o.Metrics}
+	return &Notifier{sink: s, interval: o.Interval, after: o.UnavailableAfter, clock: o.Clock, m: o.Metrics,
+		budget: rate.NewLimiter(budgetRate, budgetBurst),
+		last:   map[gateKey]time.Time{}, outage: map[types.UID]outage{}, sweepAt: 256}
 }
 
 // Served records that pod was just served credentials: it ends the pod's
@@ -191,14 +221,23 @@ func (n *Notifier) sweepLocked(now time.Time) {
 	n.sweepAt = max(256, 2*(len(n.last)+len(n.outage)))
 }
 
-// Run writes the Events the Notifier lets through until ctx ends.
-// A nil Notifier returns at once.
-func (n *Notifier) Run(ctx context.Context) {
-	if n != nil {
-		n.w.run(ctx)
+// record hands an Event that passed the gate to tools/events, if Run runs
+// and the budget allows; otherwise it is dropped.
+func (n *Notifier) record(pod cache.PodRef, reason, msg string) {
+	r := n.rec.Load()
+	if r == nil || !n.budget.AllowN(n.clock.Now(), 1) {
+		n.count(reason, "dropped")
+		return
 	}
+	// A reference is recorded as it is (no scheme lookup), and it is all
+	// an Event needs of the pod. The note goes in as an argument, never as
+	// the format: it quotes annotations and STS messages, which may hold %.
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	r.Eventf(ref, nil, corev1.EventTypeWarning, reason, Action, "%s", note(msg, ""))
 }
 
-func (n *Notifier) record(pod cache.PodRef, reason, msg string) {
-	n.w.enqueue(pending{pod: pod, reason: reason, note: note(msg, ""), at: n.clock.Now()})
+func (n *Notifier) count(reason, result string) {
+	if n.m != nil {
+		n.m.Events.WithLabelValues(reason, result).Inc()
+	}
 }

@@ -1,63 +1,48 @@
 package podevents
 
 import (
-	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
-	"github.com/podcreds/podcreds/kube"
+	"github.com/podcreds/podcreds/metrics"
 )
+
+// The gate's tests hand Events to fakeRecorder, which keeps them at once;
+// recorder_test.go runs tools/events itself.
 
 type recorded struct{ uid, reason, note string }
 
-// fakeEvents keeps what it is asked to write; n, once set, is drained
-// first, so all returns what the Notifier's writer would have written.
-type fakeEvents struct {
-	mu      sync.Mutex
-	n       *Notifier
-	events  []recorded
-	created []*kube.Event
-	patches []kube.EventSeries
-	missing bool // answer patches NotFound
+// fakeRecorder stands for tools/events' recorder: it keeps what it is
+// handed, formatted as tools/events formats it.
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []recorded
+	refs   []*corev1.ObjectReference
+	types  []string
 }
 
-func (f *fakeEvents) CreateEvent(_ context.Context, ev *kube.Event) error {
+func (f *fakeRecorder) Eventf(regarding, _ runtime.Object, eventtype, reason, action, note string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.created = append(f.created, ev)
-	f.events = append(f.events, recorded{uid: string(ev.Regarding.UID), reason: ev.Reason, note: ev.Note})
-	return nil
+	ref := regarding.(*corev1.ObjectReference)
+	f.refs = append(f.refs, ref)
+	f.types = append(f.types, eventtype+"/"+action)
+	f.events = append(f.events, recorded{uid: string(ref.UID), reason: reason, note: fmt.Sprintf(note, args...)})
 }
 
-func (f *fakeEvents) PatchEventSeries(_ context.Context, _, _ string, s kube.EventSeries) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.missing {
-		return apierrors.NewNotFound(schema.GroupResource{Group: "events.k8s.io", Resource: "events"}, "x")
-	}
-	f.patches = append(f.patches, s)
-	return nil
-}
-
-func (f *fakeEvents) all() []recorded {
-	for {
-		select {
-		case p := <-f.n.w.queue:
-			f.n.w.write(context.Background(), p)
-			continue
-		default:
-		}
-		break
-	}
+func (f *fakeRecorder) all() []recorded {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]recorded(nil), f.events...)
@@ -72,11 +57,14 @@ var (
 	down     = failure.Retriable("UpstreamUnavailable", "STS is unavailable", 0, nil)
 )
 
-func newTest() (*Notifier, *fakeEvents, *clocktesting.FakeClock) {
-	rec := &fakeEvents{}
+func newMetrics() *metrics.Metrics { return metrics.New(prometheus.NewRegistry()) }
+
+func newTest() (*Notifier, *fakeRecorder, *clocktesting.FakeClock) {
+	rec := &fakeRecorder{}
 	clk := clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))
-	rec.n = New(Options{Events: rec, Instance: "node-1", Interval: 10 * time.Minute, UnavailableAfter: time.Minute, Clock: clk})
-	return rec.n, rec, clk
+	n := newNotifier(Options{Instance: "node-1", Interval: 10 * time.Minute, UnavailableAfter: time.Minute, Clock: clk, Metrics: newMetrics()}, nil)
+	n.rec.Store(&recorder{rec})
+	return n, rec, clk
 }
 
 func TestABurstOfRefusalsIsOneEventPerPodAndReasonPerInterval(t *testing.T) {
@@ -88,6 +76,9 @@ func TestABurstOfRefusalsIsOneEventPerPodAndReasonPerInterval(t *testing.T) {
 	if got := len(rec.all()); got != 2 {
 		t.Fatalf("1000 refusals of two pods made %d Events, want 2", got)
 	}
+	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "suppressed")); got != 1998 {
+		t.Fatalf("%v refusals counted as suppressed, want 1998", got)
+	}
 	clk.Step(9 * time.Minute)
 	n.Failed(podA, noRole)
 	if got := len(rec.all()); got != 2 {
@@ -95,49 +86,44 @@ func TestABurstOfRefusalsIsOneEventPerPodAndReasonPerInterval(t *testing.T) {
 	}
 	clk.Step(time.Minute)
 	n.Failed(podA, noRole)
-	if got := len(rec.all()); got != 2 || len(rec.patches) != 1 || rec.patches[0].Count != 2 {
-		t.Fatalf("a refusal after the interval made %d Events and series %+v, want the first Event's series counting 2", got, rec.patches)
+	if got := rec.all(); len(got) != 3 || got[2].uid != "uid-a" {
+		t.Fatalf("Events %+v: a refusal after the interval must be handed on (tools/events makes it the first one's series)", got)
 	}
 }
 
-func TestAnEventOnThePodThatSaysWhoReportsIt(t *testing.T) {
+func TestAnEventRegardsThePodAsAWarning(t *testing.T) {
 	n, rec, _ := newTest()
 	n.Failed(podA, noRole)
-	rec.all()
-	ev := rec.created[0]
-	if ev.Namespace != "shop" || ev.Regarding != (kube.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "shop", Name: "a", UID: "uid-a"}) ||
-		ev.Type != "Warning" || ev.Action != Action || ev.ReportingController != ReportingController || ev.ReportingInstance != "node-1" ||
-		!strings.HasPrefix(ev.Name, "a.") || ev.Series != nil {
-		t.Fatalf("event %+v", ev)
+	if len(rec.refs) != 1 || *rec.refs[0] != (corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "shop", Name: "a", UID: "uid-a"}) ||
+		rec.types[0] != "Warning/"+Action {
+		t.Fatalf("regarding %+v, type/action %v", rec.refs, rec.types)
 	}
 }
 
-func TestAnExpiredEventStartsANewOne(t *testing.T) {
+func TestASpentBudgetDropsRatherThanWaits(t *testing.T) {
 	n, rec, clk := newTest()
-	n.Failed(podA, noRole)
-	rec.all()
-	rec.missing = true
-	clk.Step(10 * time.Minute)
-	n.Failed(podA, noRole)
-	if got := len(rec.all()); got != 2 {
-		t.Fatalf("%d Events, want a new one when the series' Event is gone", got)
-	}
-}
-
-func TestAFullQueueDropsRatherThanWaits(t *testing.T) {
-	n, _, _ := newTest()
-	for i := range queueLen + 10 {
+	for i := range budgetBurst + 10 {
 		n.Failed(cache.PodRef{Namespace: "ns", Name: "p", UID: typesUID(i)}, noRole)
 	}
-	if len(n.w.queue) != queueLen {
-		t.Fatalf("queue holds %d, want %d", len(n.w.queue), queueLen)
+	if got := len(rec.all()); got != budgetBurst {
+		t.Fatalf("%d Events handed on, want the budget's %d", got, budgetBurst)
+	}
+	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "dropped")); got != 10 {
+		t.Fatalf("%v counted as dropped, want 10", got)
+	}
+	clk.Step(time.Second)
+	n.Failed(cache.PodRef{Namespace: "ns", Name: "p", UID: typesUID(100000)}, noRole)
+	if got := len(rec.all()); got != budgetBurst+1 {
+		t.Fatalf("%d Events handed on a second later, want one more than %d", got, budgetBurst)
 	}
 }
 
-func TestEventNamesStayValid(t *testing.T) {
-	name := eventName(strings.Repeat("a", 253), time.Unix(1_800_000_000, 0))
-	if len(name) > 253 || !strings.Contains(name, ".") {
-		t.Fatalf("name %q (%d)", name, len(name))
+func TestEventsWhileNotRunningAreDropped(t *testing.T) {
+	n, rec, _ := newTest()
+	n.rec.Store(nil)
+	n.Failed(podA, noRole)
+	if got := testutil.ToFloat64(n.m.Events.WithLabelValues("NoRole", "dropped")); got != 1 || len(rec.all()) != 0 {
+		t.Fatalf("dropped %v, handed on %d: an Event before Run must be dropped and counted", got, len(rec.all()))
 	}
 }
 
@@ -148,6 +134,14 @@ func TestEventsSayWhatToFix(t *testing.T) {
 	if len(ev) != 1 || ev[0].reason != "NoRole" || !strings.Contains(ev[0].note, "has no eks.amazonaws.com/role-arn") ||
 		!strings.Contains(ev[0].note, "Annotate the ServiceAccount") {
 		t.Fatalf("events %+v, want one NoRole naming the missing annotation and the fix", ev)
+	}
+}
+
+func TestANoteIsNeverAFormat(t *testing.T) {
+	n, rec, _ := newTest()
+	n.Failed(podA, failure.Final(http.StatusForbidden, "InvalidRole", `role "100%d%s" is not an ARN`, nil))
+	if ev := rec.all(); len(ev) != 1 || !strings.Contains(ev[0].note, `"100%d%s"`) {
+		t.Fatalf("events %+v, want the message's %% verbs kept as written", ev)
 	}
 }
 
@@ -241,14 +235,5 @@ func TestANilNotifierDoesNothing(t *testing.T) {
 	var n *Notifier
 	n.Failed(podA, noRole)
 	n.Served(podA.UID)
-}
-
-func TestALongNodeNameIsCutToTheReportingInstanceLimit(t *testing.T) {
-	rec := &fakeEvents{}
-	rec.n = New(Options{Events: rec, Instance: strings.Repeat("n", 253)})
-	rec.n.Failed(podA, noRole)
-	rec.all()
-	if got := len(rec.created[0].ReportingInstance); got != maxInstance {
-		t.Fatalf("reportingInstance of %d characters, want %d", got, maxInstance)
-	}
+	n.Run(t.Context())
 }

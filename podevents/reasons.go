@@ -2,12 +2,12 @@
 // their pod, why the node agent refuses it credentials or cannot get them:
 // `kubectl describe pod` then answers "why does my pod get 403?" without
 // the agent's logs. A Notifier lets at most one Event per pod and reason
-// through per interval, however many requests fail, so a pod retrying in a
-// loop costs the API server nothing and the agent no goroutine per request;
-// one writer creates events.k8s.io/v1 Events through kube.Events, and a
-// repeat adds to the first Event's series, as client-go's tools/events does
-// for isomorphic Events. (tools/events itself links the generated clientset,
-// which package kube keeps out of the agent.)
+// through per interval, however many requests fail, and at most a node-wide
+// budget of them in all, so a pod retrying in a loop costs the API server
+// nothing and the agent no goroutine per request. What passes is recorded
+// through client-go's tools/events (events.k8s.io/v1), which keeps a repeat
+// of an Event as a series of the first, over the typed events/v1 client; a
+// sink between them counts its writes (podcreds_events_total).
 package podevents
 
 // CredentialsUnavailable is the reason of the Event a pod gets when every

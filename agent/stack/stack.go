@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/cache"
@@ -35,8 +36,9 @@ type Options struct {
 	// Events, if set, receives Kubernetes Events on pods the agent refuses
 	// or cannot serve (Stack.Events; run it), at most one per pod and
 	// reason per EventInterval (default podevents.DefaultInterval);
-	// EventUnavailableAfter is podevents.Options.UnavailableAfter.
-	Events                kube.Events
+	// EventUnavailableAfter is podevents.Options.UnavailableAfter. Build it
+	// with podevents.NewClient.
+	Events                eventsv1client.EventsV1Interface
 	EventInterval         time.Duration
 	EventUnavailableAfter time.Duration
 	Agent                 agent.Options
@@ -89,7 +91,7 @@ func Build(o Options) (*Stack, error) {
 	ao := o.Agent
 	if o.Events != nil {
 		ao.Events = podevents.New(podevents.Options{
-			Events: o.Events, Instance: ao.NodeName, Interval: o.EventInterval, UnavailableAfter: o.EventUnavailableAfter,
+			Client: o.Events, Instance: ao.NodeName, Interval: o.EventInterval, UnavailableAfter: o.EventUnavailableAfter,
 			Logger: o.Logger, Metrics: m, Clock: ao.Clock,
 		})
 	}

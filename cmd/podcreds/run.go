@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/netsetup"
 	"github.com/podcreds/podcreds/oidc"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -76,10 +78,10 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 
 	// Events on pods, written through the agent's own connection settings
-	// (and so its QPS limit).
-	var events kube.Events
+	// (the same QPS and burst, in a client of their own).
+	var events eventsv1client.EventsV1Interface
 	if cfg.EventInterval > 0 {
-		if events, err = kube.NewEvents(restCfg); err != nil {
+		if events, err = podevents.NewClient(restCfg); err != nil {
 			return err
 		}
 	}
@@ -120,7 +122,7 @@ func run(ctx context.Context, cfg *Config) error {
 	defer st.Close()
 	a := st.Agent
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopEvents() // once the agent has stopped; Events still queued are dropped
+	defer stopEvents() // once the agent has stopped; Events still being written are abandoned
 	go st.Events.Run(eventsCtx)
 	logger.Info("starting", zap.String("node", cfg.NodeName), zap.String("stsRegion", cfg.STSRegion),
 		zap.String("stsEndpoint", cfg.STSEndpoint), zap.Duration("credentialDuration", cfg.CredentialDuration))

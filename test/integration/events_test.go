@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -233,4 +234,103 @@ func findCase(cases []eventCase, name string) *eventCase {
 		}
 	}
 	return nil
+}
+
+// podEvents lists the agent's Events on the pod named name in ns.
+func podEvents(ctx context.Context, t *testing.T, ns, name string) []eventsv1.Event {
+	t.Helper()
+	list, err := env.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []eventsv1.Event
+	for _, ev := range list.Items {
+		if ev.Regarding.Kind == "Pod" && ev.Regarding.Name == name && ev.ReportingController == podevents.ReportingController {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// seriesCount is an Event's count: 1 without a series.
+func seriesCount(ev eventsv1.Event) int32 {
+	if ev.Series == nil {
+		return 1
+	}
+	return ev.Series.Count
+}
+
+// TestARepeatAfterTheIntervalIsTheFirstEventsSeries asserts what the API
+// server holds when a pod is refused again after --event-interval, as
+// client-go's tools/events writes it: the second time, the first Event
+// becomes a series of 2 (one patch, no new Event); the third and later
+// repeats are counted in the agent's memory and written only when the
+// series is refreshed (every 30 min) or ends (6 to 12 min without a
+// repeat), so until then the API server still says 2.
+func TestARepeatAfterTheIntervalIsTheFirstEventsSeries(t *testing.T) {
+	ctx := ctxT(t)
+	ns := uniqueName(t)
+	if err := env.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for sa, ann := range map[string]map[string]string{"none": nil, "ok": {testenv.RoleAnnotation: env.RoleARN}} {
+		if _, err := env.CreateServiceAccount(ctx, ns, sa, ann); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const interval = time.Second
+	h := startAgent(t, harnessOptions{node: "node-" + ns, events: true, eventInterval: interval, rateLimit: -1})
+	ip, servedIP := addr(72, 0, 1), addr(72, 0, 2)
+	pod, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "again", ServiceAccount: "none", Node: h.node, IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := env.RunPod(ctx, testenv.PodSpec{Namespace: ns, Name: "served", ServiceAccount: "ok", Node: h.node, IP: servedIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the pods known to the agent", func() bool {
+		return h.agent.Pod(pod.UID) != nil && h.agent.Pod(served.UID) != nil
+	})
+	emitted := func() int { return int(testutil.ToFloat64(h.metrics.Events.WithLabelValues("NoRole", "emitted"))) }
+	refuse := func() {
+		t.Helper()
+		if r := h.get(ip); r.Status != http.StatusNotFound || r.Body["Code"] != "NoRole" {
+			t.Fatalf("answered %d %v, want 404 NoRole", r.Status, r.Body)
+		}
+	}
+
+	refuse()
+	eventually(t, 10*time.Second, "the first Event written", func() bool { return emitted() == 1 })
+	first := podEvents(ctx, t, ns, "again")
+	if len(first) != 1 || first[0].Series != nil {
+		t.Fatalf("Events %+v, want one without a series", first)
+	}
+
+	time.Sleep(interval + 100*time.Millisecond)
+	refuse()
+	eventually(t, 10*time.Second, "the repeat written", func() bool { return emitted() == 2 })
+	evs := podEvents(ctx, t, ns, "again")
+	if len(evs) != 1 || evs[0].Name != first[0].Name || seriesCount(evs[0]) != 2 || evs[0].Series.LastObservedTime.Before(&first[0].EventTime) {
+		t.Fatalf("Events %+v, want the first (%s) with a series of 2", evs, first[0].Name)
+	}
+
+	time.Sleep(interval + 100*time.Millisecond)
+	refuse()
+	// Nothing to wait for: tools/events decides at once to write nothing.
+	// Meanwhile a pod that is served gets no Event.
+	if r := h.get(servedIP); r.Status != http.StatusOK {
+		t.Fatalf("served pod: answered %d %v", r.Status, r.Body)
+	}
+	time.Sleep(time.Second)
+	if evs := podEvents(ctx, t, ns, "served"); len(evs) != 0 {
+		t.Fatalf("Events %+v on a pod that was served", evs)
+	}
+	evs = podEvents(ctx, t, ns, "again")
+	if len(evs) != 1 || seriesCount(evs[0]) != 2 || emitted() != 2 {
+		t.Fatalf("Events %+v after %d writes, want the series still at 2 on the API server until tools/events ends it", evs, emitted())
+	}
+	if f := testutil.ToFloat64(h.metrics.Events.WithLabelValues("NoRole", "failed")); f != 0 {
+		t.Fatalf("%v writes failed", f)
+	}
 }

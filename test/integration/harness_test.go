@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/podcreds/podcreds/agent"
 	"github.com/podcreds/podcreds/agent/stack"
@@ -27,6 +29,7 @@ import (
 	"github.com/podcreds/podcreds/kube"
 	"github.com/podcreds/podcreds/metrics"
 	"github.com/podcreds/podcreds/oidc"
+	"github.com/podcreds/podcreds/podevents"
 	"github.com/podcreds/podcreds/tokenreq"
 )
 
@@ -113,6 +116,10 @@ type harnessOptions struct {
 	// the agent's API calls).
 	wrapClient func(kube.Client) kube.Client
 	events     bool // write Events on pods to the API server
+	// eventsConfig writes them as another user than the suite's admin;
+	// eventInterval is --event-interval (default podevents' own).
+	eventsConfig  *rest.Config
+	eventInterval time.Duration
 	// eventUnavailableAfter is the CredentialsUnavailable threshold
 	// (default podevents' own).
 	eventUnavailableAfter time.Duration
@@ -164,15 +171,19 @@ func startAgent(t *testing.T, o harnessOptions) *agentHarness {
 	if o.side {
 		healthAddr, metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
-	var events kube.Events
+	var events eventsv1client.EventsV1Interface
 	if o.events {
+		cfg := env.Config
+		if o.eventsConfig != nil {
+			cfg = o.eventsConfig
+		}
 		var err error
-		if events, err = kube.NewEvents(env.Config); err != nil {
+		if events, err = podevents.NewClient(cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	st, err := stack.Build(stack.Options{
-		Events: events, EventUnavailableAfter: o.eventUnavailableAfter,
+		Events: events, EventInterval: o.eventInterval, EventUnavailableAfter: o.eventUnavailableAfter,
 		Client: client, STS: counting, SessionDuration: o.duration, Logger: logger, Cache: o.cache,
 		STSRate: o.stsRate, STSBurst: max(1, int(o.stsRate)),
 		Agent: agent.Options{

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -147,7 +148,8 @@ func TestShippedClusterRoleServesEveryDocumentedFeature(t *testing.T) {
 	}
 	shipped := bindShippedRole(ctx, t, ns)
 	h := startAgent(t, harnessOptions{node: "node-" + ns, client: secrets.clientFor(shipped.config),
-		tokenMode: agent.TokenIfPresent, imds: true, wait: 100 * time.Millisecond})
+		tokenMode: agent.TokenIfPresent, imds: true, wait: 100 * time.Millisecond,
+		events: true, eventsConfig: shipped.config, eventInterval: time.Second})
 
 	// The namespace lets its pods pick any role MinIO knows, and no other.
 	allowed := env.RoleARN[:strings.LastIndex(env.RoleARN, "/")+1] + "*"
@@ -198,6 +200,26 @@ func TestShippedClusterRoleServesEveryDocumentedFeature(t *testing.T) {
 		r := h.get(ipDenied)
 		if r.Status != http.StatusForbidden || r.Body["Code"] != "RoleNotAllowed" || r.RetryAfter != "" {
 			t.Fatalf("answered %d %v retry-after %q, want a final 403 RoleNotAllowed", r.Status, r.Body, r.RetryAfter)
+		}
+	})
+	t.Run("the refused pod gets an Event, and a repeat after the interval its series", func(t *testing.T) {
+		// tools/events creates the Event, then patches its series: the
+		// shipped events create/patch must be all it needs.
+		emitted := func() float64 {
+			return testutil.ToFloat64(h.metrics.Events.WithLabelValues("RoleNotAllowed", "emitted"))
+		}
+		eventually(t, 10*time.Second, "the Event written", func() bool { return emitted() == 1 })
+		time.Sleep(1100 * time.Millisecond)
+		if r := h.get(ipDenied); r.Status != http.StatusForbidden {
+			t.Fatalf("answered %d %v, want 403", r.Status, r.Body)
+		}
+		eventually(t, 10*time.Second, "the series written", func() bool { return emitted() == 2 })
+		evs := podEvents(ctx, t, ns, "denied")
+		if len(evs) != 1 || evs[0].Reason != "RoleNotAllowed" || seriesCount(evs[0]) != 2 {
+			t.Fatalf("Events %+v, want one RoleNotAllowed with a series of 2", evs)
+		}
+		if f := testutil.ToFloat64(h.metrics.Events.WithLabelValues("RoleNotAllowed", "failed")); f != 0 {
+			t.Fatalf("%v Event writes failed with the shipped grants", f)
 		}
 	})
 	t.Run("a hostNetwork pod presenting its token is served", func(t *testing.T) {
