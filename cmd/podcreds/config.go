@@ -466,11 +466,23 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// linkOptions is what -link-setup sets up: the agent's well-known addresses
-// and, when it serves IMDS, the redirect of pods' 169.254.169.254:80 to its
-// first IPv4 -imds-listen address.
+// linkOptions is what -link-setup sets up: the agent's well-known addresses,
+// when it serves IMDS the redirect of pods' 169.254.169.254:80 to its first
+// IPv4 -imds-listen address, and the kernel's per-source connection cap
+// (-max-connections-per-address) on every listener pods reach that is
+// given as an IP address and a port (a listener on a host name or on port 0
+// keeps only the agent's own cap).
 func (c *Config) linkOptions() (netsetup.Options, error) {
 	o := netsetup.Options{Interface: c.LinkInterface, Addresses: netsetup.DefaultAddresses()}
+	var capped []netip.AddrPort
+	for _, a := range slices.Concat(c.Listen, c.ECSListen, c.IMDSListen) {
+		if ap, err := netip.ParseAddrPort(a); err == nil && ap.Port() != 0 && !slices.Contains(capped, ap) {
+			capped = append(capped, ap)
+		}
+	}
+	if len(capped) > 0 {
+		o.ConnCap = &netsetup.ConnCap{Max: c.MaxConnsPerAddress, Listeners: capped}
+	}
 	if len(c.IMDSListen) > 0 {
 		var target netip.AddrPort
 		for _, a := range c.IMDSListen {
