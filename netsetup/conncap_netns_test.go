@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -195,4 +198,44 @@ func closeAll(conns []net.Conn) {
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// A kernel that refuses the cap (here: a connlimit flag it does not know,
+// refused as a kernel without nft_connlimit refuses the expression) does not
+// fail Ensure: the IMDS redirect and the link are installed, the cap is
+// not, and Result.ConnCapErr says why.
+func TestEnsureGoesOnWithoutACapTheKernelRefuses(t *testing.T) {
+	inThrowawayNetNS(t, func() {
+		defer func(f func(ConnCap, bool) []rule) { renderConnCap = f }(renderConnCap)
+		renderConnCap = func(c ConnCap, v6 bool) []rule {
+			rules := connCapRules(c, v6)
+			for i, r := range rules {
+				exprs := slices.Clone(r.exprs)
+				for j, e := range exprs {
+					if d, ok := e.(*expr.Dynset); ok {
+						bad := *d
+						bad.Exprs = []expr.Any{&expr.Connlimit{Count: 32, Flags: 0x80}} // a flag no kernel knows: EOPNOTSUPP
+						exprs[j] = &bad
+					}
+				}
+				rules[i].exprs = exprs
+			}
+			return rules
+		}
+		o := testOptions(8169)
+		res, err := Ensure(context.Background(), o)
+		if err != nil {
+			t.Errorf("Ensure with a cap the kernel refuses: %v; want it to go on without the cap", err)
+			return
+		}
+		if res.ConnCapErr == nil || !strings.Contains(res.ConnCapErr.Error(), "nft_connlimit") || len(res.ConnCapRules) != 0 {
+			t.Errorf("Result: cap error %v, cap rules %q; want an error saying why, and no rules", res.ConnCapErr, res.ConnCapRules)
+		}
+		if len(res.IMDSRules) == 0 {
+			t.Errorf("Result: no IMDS rules")
+		}
+		noCap := o
+		noCap.ConnCap = nil
+		checkNode(t, "after Ensure with a refused cap", noCap)
+	})
 }

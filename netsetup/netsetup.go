@@ -74,9 +74,9 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	ipv6 := IPv6Enabled()
 	var capRules, cap6 []rule
 	if o.ConnCap != nil {
-		capRules = connCapRules(*o.ConnCap, false)
+		capRules = renderConnCap(*o.ConnCap, false)
 		if ipv6 {
-			cap6 = connCapRules(*o.ConnCap, true)
+			cap6 = renderConnCap(*o.ConnCap, true)
 		}
 	}
 	err = applyTables(rules, rules6, capRules, cap6, ipv6)
@@ -107,6 +107,10 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	}
 	return res, nil
 }
+
+// renderConnCap is connCapRules; a test replaces it with rules the kernel
+// refuses, to see Ensure go on without the cap.
+var renderConnCap = connCapRules
 
 // applyTables installs podcreds' tables with the rules given or, with none
 // at all, removes tables an earlier run left: a redirect left by a run that
