@@ -1,5 +1,6 @@
-// Package netsetup gives the node the addresses the agent listens on and, for
-// the IMDS-compatible endpoint, steers pods' instance-metadata traffic to it.
+// Package netsetup gives the node the addresses the agent listens on, caps
+// each source's connections to them in the kernel and, for the
+// IMDS-compatible endpoint, steers pods' instance-metadata traffic to it.
 // The agent calls it at start (--link-setup) instead of asking operators to
 // configure every node by hand.
 //
@@ -31,7 +32,8 @@
 // # IMDS
 //
 // With IMDS set, Ensure installs an nftables table of its own, "ip podcreds",
-// through netlink (the agent image has no iptables or nft binary):
+// through netlink (the agent image has no iptables or nft binary; the same
+// table holds the connection cap below):
 //
 //	table ip podcreds {
 //		chain prerouting {
@@ -73,6 +75,46 @@
 // (same interface patterns, prerouting hook, so the node's own traffic is
 // untouched), in the same netlink transaction as the redirect. It too stays
 // when the agent exits; Uninstall removes both.
+//
+// # Per-source connection cap
+//
+// With ConnCap set, Ensure also puts into those tables (ip, and ip6 for IPv6
+// listeners on a namespace with IPv6) a filter chain on the input hook that
+// refuses a source address's new connection to the agent once that address
+// already has Max connections to it:
+//
+//	table ip podcreds {
+//		set conncap_sources {
+//			type ipv4_addr
+//			size 65535
+//			flags dynamic
+//		}
+//		chain conncap {
+//			type filter hook input priority filter; policy accept;
+//			ip daddr 169.254.170.23 tcp dport 80 tcp flags syn / fin,syn,rst,ack add @conncap_sources { ip saddr ct count over 32 } reject with tcp reset
+//			...one rule per listener
+//		}
+//	}
+//
+// The count is conntrack's: per source address, the connections to any of
+// the listeners that are not closed (TIME_WAIT no longer counts), the new
+// one included. A SYN past the cap is answered with a TCP reset by the
+// kernel, so a pod hoarding connections costs the agent nothing for each
+// refused one (the agent's own per-address cap would accept it, wake up and
+// reset it). The input hook sees a connection after the IMDS redirect's
+// DNAT, with the pod's source address, so the IMDS listener is counted per
+// pod like the others. The agent's user-space cap stays as the second line:
+// for listeners the rule does not cover (a host name) and for kernels that
+// cannot count. Ensure installs the cap in the same netlink transaction as
+// the redirect; if the kernel refuses it (no nf_conntrack or nft_connlimit,
+// nftables unusable), it installs the rest without it and says why in
+// Result.ConnCapErr rather than failing, since the agent still caps
+// connections itself. Replacing the table on a restart starts the counts
+// afresh: connections opened before it are not counted (the agent's own cap
+// still sees them). The cap stays when the agent exits, with the redirect, and
+// Uninstall removes it with the tables. InstallConnCap installs the same
+// rules alone in tables of another name, for measuring them
+// (bench/hotpath).
 //
 // # Pod interface names
 //

@@ -135,12 +135,13 @@ var (
 	table6 = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv6}
 )
 
-// installIMDS replaces podcreds' table with one holding rules, and podcreds'
-// ip6 table with one holding rules6 (none: no ip6 table), in a single
-// netlink transaction: the kernel applies all of it or none, and at no moment
-// is there no redirect, or two. ipv6 says whether this namespace has IPv6;
-// without it the ip6 family is left alone.
-func installIMDS(rules, rules6 []rule, ipv6 bool) error {
+// installTables replaces podcreds' ip table with one holding the IMDS
+// redirect's rules and the connection cap's cap rules, and its ip6 table
+// with one holding rules6 and cap6, in a single netlink transaction: the
+// kernel applies all of it or none, and at no moment is there no redirect,
+// or two. A family with no rules gets no table. ipv6 says whether this
+// namespace has IPv6; without it the ip6 family is left alone.
+func installTables(rules, rules6, capRules, cap6 []rule, ipv6 bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -148,25 +149,36 @@ func installIMDS(rules, rules6 []rule, ipv6 bool) error {
 	// Adding the table first makes the delete succeed when there is none.
 	c.AddTable(table)
 	c.DelTable(table)
-	c.AddTable(table)
-	chains := map[string]*nftables.Chain{
-		PreroutingChain: c.AddChain(&nftables.Chain{
-			Name: PreroutingChain, Table: table, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
-		}),
-		IMDSChain: c.AddChain(&nftables.Chain{Name: IMDSChain, Table: table}),
+	if len(rules) > 0 || len(capRules) > 0 {
+		c.AddTable(table)
 	}
-	for _, r := range rules {
-		c.AddRule(&nftables.Rule{
-			Table: table, Chain: chains[r.chain], Exprs: r.exprs,
-			UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: pods' IMDS traffic to the agent"),
-		})
+	if len(rules) > 0 {
+		chains := map[string]*nftables.Chain{
+			PreroutingChain: c.AddChain(&nftables.Chain{
+				Name: PreroutingChain, Table: table, Type: nftables.ChainTypeNAT,
+				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
+			}),
+			IMDSChain: c.AddChain(&nftables.Chain{Name: IMDSChain, Table: table}),
+		}
+		for _, r := range rules {
+			c.AddRule(&nftables.Rule{
+				Table: table, Chain: chains[r.chain], Exprs: r.exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: pods' IMDS traffic to the agent"),
+			})
+		}
+	}
+	if len(capRules) > 0 {
+		if err := addConnCap(c, table, capRules); err != nil {
+			return err
+		}
 	}
 	if ipv6 {
 		c.AddTable(table6)
 		c.DelTable(table6)
-		if len(rules6) > 0 {
+		if len(rules6) > 0 || len(cap6) > 0 {
 			c.AddTable(table6)
+		}
+		if len(rules6) > 0 {
 			chains6 := map[string]*nftables.Chain{
 				PreroutingChain: c.AddChain(&nftables.Chain{
 					Name: PreroutingChain, Table: table6, Type: nftables.ChainTypeFilter,
@@ -179,6 +191,11 @@ func installIMDS(rules, rules6 []rule, ipv6 bool) error {
 					Table: table6, Chain: chains6[r.chain], Exprs: r.exprs,
 					UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: no pod reaches the node's IPv6 IMDS"),
 				})
+			}
+		}
+		if len(cap6) > 0 {
+			if err := addConnCap(c, table6, cap6); err != nil {
+				return err
 			}
 		}
 	}

@@ -47,12 +47,20 @@ func inThrowawayNetNS(t *testing.T, f func()) {
 
 // testOptions is a node as the e2e suite and the DaemonSet set it up.
 func testOptions(port uint16) Options {
+	imds := netip.AddrPortFrom(ContainerAddr.Addr(), port)
+	listeners := []netip.AddrPort{
+		netip.AddrPortFrom(ContainerAddr.Addr(), 80), netip.AddrPortFrom(ECSAddr.Addr(), 80), imds,
+	}
+	if IPv6Enabled() {
+		listeners = append(listeners, netip.AddrPortFrom(ContainerAddrV6.Addr(), 80))
+	}
 	return Options{
 		Addresses: DefaultAddresses(),
 		IMDS: &IMDSOptions{
-			ListenAddr:    netip.AddrPortFrom(ContainerAddr.Addr(), port),
+			ListenAddr:    imds,
 			PodInterfaces: []string{"veth+", "cali+"},
 		},
+		ConnCap: &ConnCap{Max: 32, Listeners: listeners},
 	}
 }
 
@@ -130,11 +138,11 @@ func TestUninstallRemovesEverythingEnsureMade(t *testing.T) {
 			return
 		}
 		res, err := Uninstall(ctx, "")
-		if err != nil || !res.Redirect || res.Interface != DefaultInterface {
+		if err != nil || !res.Tables || res.Interface != DefaultInterface {
 			t.Errorf("Uninstall = %+v, %v; want the redirect and %s removed", res, err, DefaultInterface)
 			return
 		}
-		if res, err := Uninstall(ctx, ""); err != nil || res.Redirect || res.Interface != "" {
+		if res, err := Uninstall(ctx, ""); err != nil || res.Tables || res.Interface != "" {
 			t.Errorf("second Uninstall = %+v, %v; want nothing to do", res, err)
 		}
 		if after, err := nodeState(); err != nil || after != before {
@@ -283,28 +291,39 @@ func checkNode(t *testing.T, when string, o Options) {
 		t.Errorf("%s: list ip6 tables: %v", when, err)
 		return
 	}
-	if o.IMDS == nil {
-		if len(tables) != 0 || len(tables6) != 0 {
-			t.Errorf("%s: %d ip and %d ip6 nftables tables, want none", when, len(tables), len(tables6))
-		}
+	cap4, cap6 := 0, 0
+	if o.ConnCap != nil {
+		cap4, cap6 = len(connCapRules(*o.ConnCap, false)), len(connCapRules(*o.ConnCap, true))
+	}
+	ipv6 := IPv6Enabled()
+	wantIP, wantIP6 := o.IMDS != nil || cap4 > 0, ipv6 && (o.IMDS != nil || cap6 > 0)
+	if got := len(tables) == 1 && tables[0].Name == TableName; got != wantIP || len(tables) > 1 {
+		t.Errorf("%s: ip tables %v, want ip %s: %v", when, tables, TableName, wantIP)
 		return
 	}
-	if IPv6Enabled() {
-		checkIPv6Refusal(t, when, o, tables6)
-	} else if len(tables6) != 0 {
-		t.Errorf("%s: %d ip6 tables on a namespace without IPv6, want none", when, len(tables6))
+	if got := len(tables6) == 1 && tables6[0].Name == TableName; got != wantIP6 || len(tables6) > 1 {
+		t.Errorf("%s: ip6 tables %v, want ip6 %s: %v (IPv6 on: %v)", when, tables6, TableName, wantIP6, ipv6)
+		return
 	}
-	if len(tables) != 1 || tables[0].Name != TableName {
-		t.Errorf("%s: tables %v, want exactly ip %s", when, tables, TableName)
+	if wantIP6 {
+		listing6 := nftList(t, when, "ip6")
+		if o.IMDS != nil {
+			checkIPv6Refusal(t, when, o, listing6)
+		}
+		checkConnCap(t, when, o.ConnCap, true, listing6)
+	}
+	if !wantIP {
 		return
 	}
 	// What nft, not this package, says is installed.
-	out, err := exec.Command("nft", "list", "table", "ip", TableName).CombinedOutput()
-	if err != nil {
-		t.Errorf("%s: nft list table: %v\n%s (make e2e-deps installs nftables)", when, err, out)
+	listing := nftList(t, when, "ip")
+	checkConnCap(t, when, o.ConnCap, false, listing)
+	if o.IMDS == nil {
+		if strings.Contains(listing, "dnat") || strings.Contains(listing, "prerouting") {
+			t.Errorf("%s: an IMDS redirect without IMDS:\n%s", when, listing)
+		}
 		return
 	}
-	listing := string(out)
 	want := []string{
 		"type nat hook prerouting priority dstnat - 10; policy accept;",
 	}
@@ -323,6 +342,46 @@ func checkNode(t *testing.T, when string, o Options) {
 	}
 	if n := strings.Count(listing, "jump imds"); n != len(o.IMDS.PodInterfaces) {
 		t.Errorf("%s: %d jumps, want %d:\n%s", when, n, len(o.IMDS.PodInterfaces), listing)
+	}
+}
+
+// nftList is `nft list table <family> podcreds`, or "" after reporting why not.
+func nftList(t *testing.T, when, family string) string {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "table", family, TableName).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s: nft list table %s: %v\n%s (make e2e-deps installs nftables)", when, family, err, out)
+	}
+	return string(out)
+}
+
+// checkConnCap asserts, with nft, that a table listing holds the cap's set,
+// its input chain and one rule per listener of the family, each once; or,
+// without a cap, none of it.
+func checkConnCap(t *testing.T, when string, c *ConnCap, v6 bool, listing string) {
+	t.Helper()
+	if c == nil {
+		if strings.Contains(listing, ConnCapSet) || strings.Contains(listing, "ct count") {
+			t.Errorf("%s: a connection cap without one asked for:\n%s", when, listing)
+		}
+		return
+	}
+	rules := connCapRules(*c, v6)
+	want := []string{
+		"set " + ConnCapSet + " {",
+		"chain " + ConnCapChain + " {",
+		"type filter hook input priority filter; policy accept;",
+	}
+	for _, r := range rules {
+		want = append(want, r.text)
+	}
+	for _, w := range want {
+		if n := strings.Count(listing, w); n != 1 {
+			t.Errorf("%s: %q appears %d times in the table, want once:\n%s", when, w, n, listing)
+		}
+	}
+	if n := strings.Count(listing, "ct count over"); n != len(rules) {
+		t.Errorf("%s: %d cap rules, want %d:\n%s", when, n, len(rules), listing)
 	}
 }
 
@@ -358,20 +417,11 @@ func sameSet(a, b []netip.Prefix) bool {
 	return true
 }
 
-// checkIPv6Refusal asserts, with nft, that table ip6 podcreds drops pods'
-// packets to fd00:ec2::254 with one rule and a jump per pattern.
-func checkIPv6Refusal(t *testing.T, when string, o Options, tables6 []*nftables.Table) {
+// checkIPv6Refusal asserts, with nft's listing of table ip6 podcreds, that
+// it drops pods' packets to fd00:ec2::254 with one rule and a jump per
+// pattern.
+func checkIPv6Refusal(t *testing.T, when string, o Options, listing string) {
 	t.Helper()
-	if len(tables6) != 1 || tables6[0].Name != TableName {
-		t.Errorf("%s: ip6 tables %v, want exactly ip6 %s", when, tables6, TableName)
-		return
-	}
-	out, err := exec.Command("nft", "list", "table", "ip6", TableName).CombinedOutput()
-	if err != nil {
-		t.Errorf("%s: nft list table ip6: %v\n%s", when, err, out)
-		return
-	}
-	listing := string(out)
 	want := []string{"type filter hook prerouting priority", "ip6 daddr fd00:ec2::254 drop"}
 	for _, p := range o.IMDS.PodInterfaces {
 		pat, _ := parsePattern(p)

@@ -21,10 +21,22 @@ type Result struct {
 	// IMDSRules are the redirect's rules in nft syntax (and, prefixed "ip6",
 	// the IPv6 refusal's); empty without IMDS.
 	IMDSRules []string
+	// ConnCapRules are the per-source connection cap's rules in nft syntax
+	// (prefixed "ip6" for IPv6); empty without a cap or when it could not
+	// be installed.
+	ConnCapRules []string
+	// ConnCapErr says why the connection cap asked for is not in the
+	// kernel (nftables or its connlimit expression unavailable). Ensure
+	// does not fail for it: the agent's own per-address cap still holds,
+	// at the cost of accepting each refused connection first.
+	ConnCapErr error
 }
 
 // Ensure makes the node look as o says: the interface up with exactly
-// o.Addresses, and the IMDS redirect installed (or, without o.IMDS, gone).
+// o.Addresses, the IMDS redirect installed (or, without o.IMDS, gone) and
+// the per-source connection cap installed (or, without o.ConnCap, gone). A
+// cap the kernel cannot take is reported in Result.ConnCapErr, not as an
+// error.
 // It is idempotent: running it again after a restart or a crash changes
 // nothing that is already right and leaves one of everything. It needs
 // CAP_NET_ADMIN in the node's network namespace, and acts on the network
@@ -59,43 +71,74 @@ func Ensure(ctx context.Context, o Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	if o.IMDS == nil {
-		// A redirect left by a run that had IMDS on would now send pods'
-		// metadata requests to a port nobody serves. A kernel without
-		// nftables cannot have one, and must not stop an agent that does not
-		// serve IMDS.
-		if installed, err := imdsInstalled(); err == nil && installed {
-			if err := removeIMDS(); err != nil {
-				return res, fmt.Errorf("link setup: %w", err)
-			}
-		}
-		return res, nil
-	}
 	ipv6 := IPv6Enabled()
-	if err := installIMDS(rules, rules6, ipv6); err != nil {
+	var capRules, cap6 []rule
+	if o.ConnCap != nil {
+		capRules = renderConnCap(*o.ConnCap, false)
+		if ipv6 {
+			cap6 = renderConnCap(*o.ConnCap, true)
+		}
+	}
+	err = applyTables(rules, rules6, capRules, cap6, ipv6)
+	if err != nil && len(capRules)+len(cap6) > 0 {
+		// The cap is a first line in front of the agent's own; a kernel
+		// that cannot count connections must not keep the agent (or the
+		// IMDS redirect, which has no second line) from starting.
+		res.ConnCapErr = fmt.Errorf("the per-source connection cap is not in the kernel, so the agent accepts and resets each connection past its share itself (does the kernel have nf_conntrack and nft_connlimit?): %w", err)
+		capRules, cap6 = nil, nil
+		err = applyTables(rules, rules6, nil, nil, ipv6)
+	}
+	if err != nil {
 		return res, fmt.Errorf("link setup: %w", err)
 	}
 	for _, r := range rules {
 		res.IMDSRules = append(res.IMDSRules, r.chain+": "+r.text)
 	}
+	for _, r := range capRules {
+		res.ConnCapRules = append(res.ConnCapRules, r.chain+": "+r.text)
+	}
 	if ipv6 {
 		for _, r := range rules6 {
 			res.IMDSRules = append(res.IMDSRules, "ip6 "+r.chain+": "+r.text)
+		}
+		for _, r := range cap6 {
+			res.ConnCapRules = append(res.ConnCapRules, "ip6 "+r.chain+": "+r.text)
 		}
 	}
 	return res, nil
 }
 
+// renderConnCap is connCapRules; a test replaces it with rules the kernel
+// refuses, to see Ensure go on without the cap.
+var renderConnCap = connCapRules
+
+// applyTables installs podcreds' tables with the rules given or, with none
+// at all, removes tables an earlier run left: a redirect left by a run that
+// had IMDS on would now send pods' metadata requests to a port nobody
+// serves. A kernel without nftables cannot have one, and must not stop an
+// agent that asks for nothing from it.
+func applyTables(rules, rules6, capRules, cap6 []rule, ipv6 bool) error {
+	if len(rules)+len(rules6)+len(capRules)+len(cap6) > 0 {
+		return installTables(rules, rules6, capRules, cap6, ipv6)
+	}
+	if installed, err := imdsInstalled(); err == nil && installed {
+		return removeIMDS()
+	}
+	return nil
+}
+
 // Uninstalled says what Uninstall removed.
 type Uninstalled struct {
-	// Redirect is true when the IMDS redirect's tables (ip, ip6) were there.
-	Redirect bool
+	// Tables is true when podcreds' nftables tables (ip, ip6: the IMDS
+	// redirect and the connection cap) were there.
+	Tables bool
 	// Interface is the interface removed, or empty when there was none.
 	Interface string
 }
 
 // Uninstall gives the node back what Ensure took: it deletes podcreds'
-// nftables tables (the IMDS redirect, and the IPv6 IMDS refusal) and the
+// nftables tables (the IMDS redirect, the IPv6 IMDS refusal and the
+// per-source connection cap) and the
 // interface carrying the agent's addresses. The agent never does this itself: the redirect must outlive it,
 // or pods would reach the node's real IMDS whenever it restarts or crashes.
 // Only an operator's uninstall step (podcreds uninstall-node) calls it, once
@@ -118,7 +161,7 @@ func Uninstall(ctx context.Context, iface string) (*Uninstalled, error) {
 		if err := removeIMDS(); err != nil {
 			return res, fmt.Errorf("uninstall: %w", err)
 		}
-		res.Redirect = true
+		res.Tables = true
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err

@@ -42,6 +42,10 @@ type Options struct {
 	// IMDS, when set, redirects pods' traffic for 169.254.169.254:80 to the
 	// agent. When nil, Ensure removes a redirect left by an earlier run.
 	IMDS *IMDSOptions
+	// ConnCap, when set, caps each source address's connections to the
+	// agent's listeners in the kernel. When nil, Ensure removes a cap left
+	// by an earlier run.
+	ConnCap *ConnCap
 }
 
 // IMDSOptions says where pods' instance-metadata traffic goes.
@@ -104,6 +108,11 @@ func (o *Options) validate() error {
 	}
 	if o.IMDS != nil {
 		if err := o.IMDS.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.ConnCap != nil {
+		if err := o.ConnCap.validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -50,6 +50,7 @@ func main() {
 	flag.IntVar(&load.flood, "neighbour-flood", defaultNeighbour.flood, "requests/s the noisy neighbour floods with (0: none)")
 	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
 	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
+	split := flag.Bool("noisy-split", true, "beside the noisy neighbour, also measure its hoarding and its flood apart (with the kernel cap)")
 	pacedRate := flag.Int("paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
@@ -71,13 +72,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, load); err != nil {
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, *split, load); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool, load neighbourLoad) error {
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy, split bool, load neighbourLoad) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return err
 	}
 	if onlyNoisy {
-		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
+		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load, split)
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
@@ -242,7 +243,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if !noisy {
 		return nil
 	}
-	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load)
+	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load, split)
 }
 
 // warm requests credentials once from every pod, so the rounds measure the

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/podcreds/podcreds/bench/loadgen"
 	"github.com/podcreds/podcreds/internal/testkit/proc"
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
+	"github.com/podcreds/podcreds/netsetup"
 )
 
 // neighbourLoad is what the noisy neighbour does: one pod on the node that
@@ -34,8 +38,12 @@ var defaultNeighbour = neighbourLoad{conns: 1024, flood: 500}
 // runNoisy measures victim pods asking as SDKs do (a new connection per
 // request, paced) against an agent with every default limit, in rounds
 // alone and beside the noisy neighbour, interleaved, and prints the victim's
-// latency in both with their ratio.
-func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string, rounds int, round time.Duration, load neighbourLoad) error {
+// latency in each with its ratio to the quiet rounds. Beside the neighbour
+// it measures the agent's own per-address cap alone and, as root, with the
+// product's kernel cap (netsetup's nftables rule) in front of it; split
+// adds the neighbour's hoarding and its flood apart, with the kernel cap.
+// Without root the kernel-cap rows are left out and the output says so.
+func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string, rounds int, round time.Duration, load neighbourLoad, split bool) error {
 	const ns, node = "bench-noisy", "bench-noisy-node"
 	if _, err := env.CreateServiceAccount(ctx, ns, "app", map[string]string{testenv.RoleAnnotation: env.RoleARN}); err != nil {
 		return err
@@ -78,29 +86,144 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 		URL: url, Sources: victims, KeepAlive: false, Concurrency: 2, Interval: 20 * time.Millisecond,
 		Duration: round, ExpectBodyLen: len(body), RequestTimeout: 2 * time.Second, // botocore's timeout
 	}
-	var stats neighbourStats
-	targets := []loadgen.Target{
-		{Name: "victim, quiet", Config: victim},
-		{Name: "victim, noisy neighbour", Config: victim, During: func(ctx context.Context) func() {
-			return startNeighbour(ctx, agentAddr, noisyIP, load, &stats)
-		}},
+	ap, err := netip.ParseAddrPort(agentAddr)
+	if err != nil {
+		return err
+	}
+	kernel := newKernelCap(netsetup.ConnCap{Max: defaultMaxConnsPerAddress, Listeners: []netip.AddrPort{ap}})
+	defer kernel.remove()
+	// The rows beside the neighbour: what it does, whether the kernel cap
+	// is in place, and what the neighbour reported.
+	type row struct {
+		name   string
+		load   neighbourLoad
+		kernel bool
+		stats  neighbourStats
+	}
+	rows := []*row{{name: "noisy, agent's cap only", load: load}}
+	if kernel.err == nil {
+		rows = append(rows, &row{name: "noisy, kernel cap", load: load, kernel: true})
+		if split && load.conns > 0 && load.flood > 0 {
+			rows = append(rows,
+				&row{name: "hoarding only, kernel cap", load: neighbourLoad{conns: load.conns}, kernel: true},
+				&row{name: "flood only, kernel cap", load: neighbourLoad{flood: load.flood}, kernel: true})
+		}
+	}
+	targets := []loadgen.Target{{Name: "quiet", Config: victim}}
+	for _, r := range rows {
+		targets = append(targets, loadgen.Target{Name: r.name, Config: victim, During: func(ctx context.Context) func() {
+			if r.kernel {
+				kernel.install()
+			}
+			stopNeighbour := startNeighbour(ctx, agentAddr, noisyIP, r.load, &r.stats)
+			return func() {
+				stopNeighbour()
+				kernel.remove()
+			}
+		}})
 	}
 	fmt.Printf("\nnoisy neighbour: %d victim pods asking 100/s (new connection each, 2 s timeout) of an agent with default limits; the neighbour holds up to %d connections and floods at %d/s from one address\n",
 		len(victims), load.conns, load.flood)
+	if kernel.err != nil {
+		fmt.Printf("kernel cap: NOT MEASURED, %v; the rows below measure the agent's own per-address cap only\n", kernel.err)
+	} else {
+		fmt.Printf("kernel cap: the product's rule (netsetup, --link-setup) in table %s, installed for the rows that say so:\n  %s\n",
+			benchCapTable, strings.Join(kernel.rules, "\n  "))
+	}
 	series, err := loadgen.Interleave(ctx, rounds, targets)
 	if err != nil {
 		return err
 	}
-	if err := loadgen.FormatTable(os.Stdout, "victim, quiet", series); err != nil {
+	if kernel.failed != nil {
+		return fmt.Errorf("the kernel cap: %w", kernel.failed)
+	}
+	if err := loadgen.FormatTable(os.Stdout, "quiet", series); err != nil {
 		return err
 	}
-	r := loadgen.Compare(series[1].Summary(), series[0].Summary())
-	fmt.Printf("ratio victim noisy/quiet: p50 %.2fx, p99 %.2fx (goal: p99 ≤ 1.5x); the neighbour held at most %d connections, was refused %d connections and flooded %d requests\n",
-		r.P50, r.P99, stats.Held, stats.Refused, stats.Flooded)
+	quiet := series[0].Summary()
+	for i, r := range rows {
+		ratio := loadgen.Compare(series[i+1].Summary(), quiet)
+		goal := ""
+		if r.kernel && r.load == load {
+			goal = " (goal: p99 ≤ 1.5x)"
+		}
+		fmt.Printf("ratio victim %s / quiet: p50 %.2fx, p99 %.2fx%s\n", r.name, ratio.P50, ratio.P99, goal)
+	}
+	for _, r := range rows {
+		fmt.Printf("  %s: the neighbour held at most %d connections, was refused %d connections and flooded %d requests\n",
+			r.name, r.stats.Held, r.stats.Refused, r.stats.Flooded)
+	}
 	if errs := errorsIn(series); errs > 0 {
 		return fmt.Errorf("%d victim requests failed beside the noisy neighbour (first: %s)", errs, firstError(series))
 	}
 	return nil
+}
+
+// defaultMaxConnsPerAddress is the agent's --max-connections-per-address
+// default, which the bench's agent runs with: the kernel cap gets the same.
+const defaultMaxConnsPerAddress = 32
+
+// benchCapTable is the nftables table (ip, ip6) the bench's kernel cap
+// lives in: its own, so it never touches a node's podcreds tables, and a run
+// killed before it removed the cap has it replaced by the next run.
+const benchCapTable = "podcreds-bench"
+
+// kernelCap installs and removes the product's kernel connection cap
+// (netsetup.InstallConnCap) around the rows that measure it. err says why
+// it cannot be measured at all (not root, no connlimit in the kernel);
+// failed is the first install or removal that failed mid-run.
+type kernelCap struct {
+	cap    netsetup.ConnCap
+	rules  []string
+	err    error
+	failed error
+	cur    *netsetup.ConnCapTable
+}
+
+// newKernelCap checks, by installing and removing it once, that the cap can
+// be measured here; that also clears a cap a killed run left behind.
+func newKernelCap(c netsetup.ConnCap) *kernelCap {
+	k := &kernelCap{cap: c}
+	if os.Geteuid() != 0 {
+		k.err = errors.New("not root (installing nftables rules needs CAP_NET_ADMIN; run the bench as root to measure it)")
+		return k
+	}
+	t, err := netsetup.InstallConnCap(benchCapTable, c)
+	if err != nil {
+		k.err = fmt.Errorf("could not be installed: %w", err)
+		return k
+	}
+	k.rules = t.Rules
+	if err := t.Remove(); err != nil {
+		k.err = err
+	}
+	return k
+}
+
+func (k *kernelCap) install() {
+	if k.err != nil || k.cur != nil {
+		return
+	}
+	t, err := netsetup.InstallConnCap(benchCapTable, k.cap)
+	if err != nil {
+		k.failed = cmp.Or(k.failed, err)
+		return
+	}
+	k.cur = t
+}
+
+// remove takes the cap out; after a round, at the end and on an error or
+// interrupt alike (Interleave stops each round's neighbour, and runNoisy
+// defers this).
+func (k *kernelCap) remove() {
+	if k.cur == nil {
+		return
+	}
+	if err := k.cur.Remove(); err != nil {
+		k.failed = cmp.Or(k.failed, err)
+		return
+	}
+	k.cur = nil
 }
 
 // neighbourStats is what the neighbour process reports when it stops.

@@ -182,8 +182,8 @@ func flagSet(c *Config, logLevel *string, withRenamed bool) *flag.FlagSet {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "requests per second allowed from one source address (429 beyond); 0 disables")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "burst allowed from one source address")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "concurrent connections per listener (beyond: new connections wait in the kernel's backlog)")
-	fs.IntVar(&c.MaxConnsPerAddress, "max-connections-per-address", 32, "concurrent connections per listener from one source address (beyond: reset at once, never queued); hostNetwork pods and node processes share the node's address and so one share")
-	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; both stay when the agent exits, so pods never reach the node's real IMDS while it is down ('podcreds uninstall-node' removes them; needs CAP_NET_ADMIN)")
+	fs.IntVar(&c.MaxConnsPerAddress, "max-connections-per-address", 32, "concurrent connections per listener from one source address (beyond: reset at once, never queued); with -link-setup the kernel refuses the excess first, counted over all the listeners pods reach; hostNetwork pods and node processes share the node's address and so one share")
+	fs.BoolVar(&c.LinkSetup, "link-setup", false, "at start, create the interface carrying 169.254.170.23, 169.254.170.2 and fd00:ec2::23 (IPv6 nodes), cap each source's connections to the listeners in the kernel (-max-connections-per-address; without kernel support a warning, and the agent's own cap) and, with -imds-listen, redirect pods' 169.254.169.254:80 there; all stay when the agent exits, so pods never reach the node's real IMDS while it is down ('podcreds uninstall-node' removes them; needs CAP_NET_ADMIN)")
 	fs.StringVar(&c.LinkInterface, "link-interface", netsetup.DefaultInterface, "the dummy interface -link-setup creates")
 	fs.Var(&listFlag{values: &c.LinkPodInterfaces}, "link-pod-interfaces", "node-side interface names of pods whose IMDS traffic -link-setup redirects, repeatable or comma-separated; a trailing + matches any suffix")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
@@ -466,11 +466,23 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// linkOptions is what -link-setup sets up: the agent's well-known addresses
-// and, when it serves IMDS, the redirect of pods' 169.254.169.254:80 to its
-// first IPv4 -imds-listen address.
+// linkOptions is what -link-setup sets up: the agent's well-known addresses,
+// when it serves IMDS the redirect of pods' 169.254.169.254:80 to its first
+// IPv4 -imds-listen address, and the kernel's per-source connection cap
+// (-max-connections-per-address) on every listener pods reach that is
+// given as an IP address and a port (a listener on a host name or on port 0
+// keeps only the agent's own cap).
 func (c *Config) linkOptions() (netsetup.Options, error) {
 	o := netsetup.Options{Interface: c.LinkInterface, Addresses: netsetup.DefaultAddresses()}
+	var capped []netip.AddrPort
+	for _, a := range slices.Concat(c.Listen, c.ECSListen, c.IMDSListen) {
+		if ap, err := netip.ParseAddrPort(a); err == nil && ap.Port() != 0 && !slices.Contains(capped, ap) {
+			capped = append(capped, ap)
+		}
+	}
+	if len(capped) > 0 {
+		o.ConnCap = &netsetup.ConnCap{Max: c.MaxConnsPerAddress, Listeners: capped}
+	}
 	if len(c.IMDSListen) > 0 {
 		var target netip.AddrPort
 		for _, a := range c.IMDSListen {

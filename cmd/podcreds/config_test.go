@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +116,27 @@ func TestParseConfig(t *testing.T) {
 		if err != nil || o.IMDS == nil || o.IMDS.ListenAddr.String() != "169.254.170.23:8169" ||
 			!reflect.DeepEqual(o.IMDS.PodInterfaces, []string{"veth+", "cni0"}) || o.Interface != "podcreds0" {
 			t.Fatalf("%+v %v", o, err)
+		}
+	})
+	t.Run("link setup caps each source's connections in the kernel on every listener pods reach", func(t *testing.T) {
+		c, err := parseConfig([]string{"--node-name=n", "--link-setup", "--imds-listen=169.254.170.23:8169", "--max-connections-per-address=7"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.linkOptions()
+		want := []netip.AddrPort{
+			netip.MustParseAddrPort("169.254.170.23:80"), netip.MustParseAddrPort("[fd00:ec2::23]:80"),
+			netip.MustParseAddrPort("169.254.170.2:80"), netip.MustParseAddrPort("169.254.170.23:8169"),
+		}
+		if err != nil || o.ConnCap == nil || o.ConnCap.Max != 7 || !slices.Equal(o.ConnCap.Listeners, want) {
+			t.Fatalf("cap %+v (%v), want 7 per source on %v", o.ConnCap, err, want)
+		}
+		c, err = parseConfig([]string{"--node-name=n", "--link-setup", "--listen=localhost:8080", "--ecs-listen=none"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := c.linkOptions(); err != nil || o.ConnCap != nil {
+			t.Fatalf("a host name's listener: cap %+v (%v), want none in the kernel", o.ConnCap, err)
 		}
 	})
 	t.Run("listeners on port 0 never overlap", func(t *testing.T) {

@@ -166,7 +166,9 @@ func newVerifier(ctx context.Context, cfg *Config, restCfg *rest.Config, client 
 }
 
 // setUpLink runs -link-setup before anything binds: the node gets the
-// addresses the agent listens on, and pods' IMDS traffic is redirected to it.
+// addresses the agent listens on, pods' IMDS traffic is redirected to it,
+// and each source's connections to it are capped in the kernel (a kernel
+// that cannot is logged, not fatal: the agent's own cap still holds).
 // On a node without IPv6 it drops the default IPv6 listen address, which
 // could not be bound. Nothing is undone on exit: the redirect stays while no
 // agent runs, so pods never reach the node's real IMDS because the agent is
@@ -183,7 +185,11 @@ func setUpLink(ctx context.Context, cfg *Config, logger *zap.Logger) error {
 	}
 	logger.Info("link setup", zap.String("interface", res.Interface), zap.String("kind", res.Kind),
 		zap.Bool("created", res.Created), zap.Stringers("addresses", res.Addresses),
-		zap.Stringers("added", res.Added), zap.Stringers("removed", res.Removed), zap.Strings("imdsRules", res.IMDSRules))
+		zap.Stringers("added", res.Added), zap.Stringers("removed", res.Removed), zap.Strings("imdsRules", res.IMDSRules),
+		zap.Strings("connCapRules", res.ConnCapRules))
+	if res.ConnCapErr != nil {
+		logger.Warn("connections past -max-connections-per-address are refused by the agent alone, after each is accepted", zap.Error(res.ConnCapErr))
+	}
 	// Upgrades run two agents side by side; the one leaving hands its
 	// queued connections to the other only with request migration on.
 	if changed, err := netsetup.EnableRequestMigration(); err != nil {

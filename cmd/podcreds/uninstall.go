@@ -14,8 +14,9 @@ import (
 )
 
 // uninstallNodeMain runs `podcreds uninstall-node`: it removes the IMDS
-// redirect and the interface that the agent's -link-setup made, and the IMDS
-// token key file, giving the node back as it was before install. The agent never removes them itself
+// redirect, the per-source connection cap and the interface that the
+// agent's -link-setup made, and the IMDS token key file, giving the node back
+// as it was before install. The agent never removes them itself
 // (pods would reach the node's real IMDS whenever it is down), so this is the
 // operator's step after deleting the DaemonSet, or a pre-delete hook's. It
 // needs CAP_NET_ADMIN in the node's network namespace.
@@ -31,12 +32,12 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	hold := fs.Bool("hold", false, "after removing, wait for SIGTERM instead of exiting (to run as a DaemonSet's container: deploy/uninstall/)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: podcreds uninstall-node [flags]\n\n"+
-			"Removes the IMDS redirect (nftables tables ip and ip6 "+netsetup.TableName+") and the interface carrying the\n"+
-			"agent's addresses, which the agent leaves in place when it exits so that pods never\n"+
-			"reach the node's real IMDS while it is down, and with -imds-key-file the IMDS token\n"+
-			"key. Run it once the agent is gone for good:\n"+
-			"afterwards pods reach the node's IMDS again. Needs CAP_NET_ADMIN in the node's\n"+
-			"network namespace.\n\n")
+			"Removes the IMDS redirect and the per-source connection cap (nftables tables ip and\n"+
+			"ip6 "+netsetup.TableName+") and the interface carrying the agent's addresses, which the agent\n"+
+			"leaves in place when it exits so that pods never reach the node's real IMDS while it is\n"+
+			"down, and with -imds-key-file the IMDS token key. Run it once the agent is gone for good:\n"+
+			"afterwards pods reach the node's IMDS again. Needs CAP_NET_ADMIN in the node's network\n"+
+			"namespace.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -54,13 +55,13 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 	res, err := uninstall(ctx, *iface)
 	removedSomething := false
 	if res != nil {
-		if res.Redirect {
-			fmt.Fprintf(stdout, "removed the IMDS redirect (nftables tables ip and ip6 %s)\n", netsetup.TableName)
+		if res.Tables {
+			fmt.Fprintf(stdout, "removed the IMDS redirect and the connection cap (nftables tables ip and ip6 %s)\n", netsetup.TableName)
 		}
 		if res.Interface != "" {
 			fmt.Fprintf(stdout, "removed interface %s\n", res.Interface)
 		}
-		removedSomething = res.Redirect || res.Interface != ""
+		removedSomething = res.Tables || res.Interface != ""
 	}
 	// The key goes only once the redirect is gone: a node left half
 	// uninstalled can still run an agent that serves pods' IMDSv2 tokens.
@@ -72,7 +73,7 @@ func uninstallNode(args []string, stdout, stderr io.Writer, uninstall func(conte
 		}
 	}
 	if err == nil && !removedSomething {
-		what := "no IMDS redirect and no interface " + *iface
+		what := "no nftables tables " + netsetup.TableName + " and no interface " + *iface
 		if *keyFile != "" {
 			what += " and no IMDS token key " + *keyFile
 		}

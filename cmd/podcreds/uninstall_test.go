@@ -24,16 +24,16 @@ func TestUninstallNode(t *testing.T) {
 		wantIface string
 		out, msg  string
 	}{
-		{"removes both and says so", nil, &netsetup.Uninstalled{Redirect: true, Interface: "podcreds0"}, nil, false, 0, "podcreds0",
-			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\nremoved interface podcreds0\n", ""},
-		{"removes the key file it is named", nil, &netsetup.Uninstalled{Redirect: true}, nil, true, 0, "podcreds0",
-			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\nremoved the IMDS token key KEY\n", ""},
+		{"removes both and says so", nil, &netsetup.Uninstalled{Tables: true, Interface: "podcreds0"}, nil, false, 0, "podcreds0",
+			"removed the IMDS redirect and the connection cap (nftables tables ip and ip6 podcreds)\nremoved interface podcreds0\n", ""},
+		{"removes the key file it is named", nil, &netsetup.Uninstalled{Tables: true}, nil, true, 0, "podcreds0",
+			"removed the IMDS redirect and the connection cap (nftables tables ip and ip6 podcreds)\nremoved the IMDS token key KEY\n", ""},
 		{"a key file alone is something to remove", nil, &netsetup.Uninstalled{}, nil, true, 0, "podcreds0",
 			"removed the IMDS token key KEY\n", ""},
 		{"a node with nothing installed is fine", []string{"--link-interface=pc1"}, &netsetup.Uninstalled{}, nil, false, 0, "pc1",
-			"nothing to remove: no IMDS redirect and no interface pc1\n", ""},
-		{"a failure exits 1 with the reason and keeps the key", nil, &netsetup.Uninstalled{Redirect: true}, errors.New("interface podcreds0 is a bridge device"), true, 1, "podcreds0",
-			"removed the IMDS redirect (nftables tables ip and ip6 podcreds)\n", "is a bridge device"},
+			"nothing to remove: no nftables tables podcreds and no interface pc1\n", ""},
+		{"a failure exits 1 with the reason and keeps the key", nil, &netsetup.Uninstalled{Tables: true}, errors.New("interface podcreds0 is a bridge device"), true, 1, "podcreds0",
+			"removed the IMDS redirect and the connection cap (nftables tables ip and ip6 podcreds)\n", "is a bridge device"},
 		{"stray arguments exit 2", []string{"now"}, nil, nil, false, 2, "", "", "unexpected arguments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

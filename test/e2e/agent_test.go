@@ -182,6 +182,14 @@ func checkNode(t *testing.T, redirect wantRedirect) {
 		}
 		return
 	}
+	// The kernel's per-source cap (--max-connections-per-address, 32) on
+	// every listener pods reach, IMDS's after its DNAT.
+	for _, l := range []string{"169.254.170.23 tcp dport 80", "169.254.170.2 tcp dport 80", strings.Replace(imdsListen, ":", " tcp dport ", 1)} {
+		rule := "ip daddr " + l + " tcp flags syn / fin,syn,rst,ack add @" + netsetup.ConnCapSet + " { ip saddr ct count over 32 } reject with tcp reset"
+		if n := strings.Count(out, rule); n != 1 {
+			t.Errorf("%q appears %d times in the ruleset, want once:\n%s", rule, n, out)
+		}
+	}
 	jumps := strings.Count(out, "jump "+netsetup.IMDSChain)
 	if tables != 1 || strings.Count(out, "dnat to") != 1 || strings.Count(out, "tcp dport 80 dnat to "+imdsListen) != 1 || jumps != len(netsetup.DefaultPodInterfaces) {
 		t.Errorf("want exactly one table ip %s with one DNAT rule to %s and %d jumps; the node has %d tables, %d jumps:\n%s",

@@ -3,11 +3,14 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +107,97 @@ func TestEachPodGetsItsOwnServiceAccount(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hoardScript, run in a pod, opens argv[2] connections to argv[1] (host:port)
+// as fast as it can and holds them: it prints how many the kernel let
+// through and the first refusal, then waits for its stdin to close.
+const hoardScript = `
+import json, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+held, refused, first = [], 0, ""
+for _ in range(int(sys.argv[2])):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect((host, int(port)))
+        held.append(s)
+    except OSError as e:
+        refused += 1
+        first = first or str(e)
+        s.close()
+print(json.dumps({"held": len(held), "refused": refused, "first": first}), flush=True)
+sys.stdin.read()
+`
+
+// One pod's connections past --max-connections-per-address (32) are refused
+// by the node's kernel, counted per pod through the IMDS redirect's DNAT,
+// before the agent accepts them (its own refusal counter does not move),
+// while another pod is still served.
+func TestOnePodsConnectionsAreCappedInTheKernel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	refusedBefore := agentConnectionsRefused(t)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", suite.podB.netns, "python3", "-c", hoardScript, netsetup.IMDSAddr.String(), "40")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("the hoarding pod: %v\n%s", err, stderr.String())
+		}
+	}()
+	var got struct {
+		Held, Refused int
+		First         string
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || json.Unmarshal([]byte(line), &got) != nil {
+		t.Fatalf("the hoarding pod said %q (%v)\n%s", line, err, stderr.String())
+	}
+	if got.Held != 32 || got.Refused != 8 || !strings.Contains(got.First, "refused") {
+		t.Errorf("pod b opened 40 connections to %s: %d held, %d refused (first: %q); want 32 and 8 refused by the kernel (connection refused)",
+			netsetup.IMDSAddr, got.Held, got.Refused, got.First)
+	}
+	// While pod b holds its share, pod a is answered.
+	o, err := use(suite.podA, clientNamed("aws-sdk-go-v2"), fullURI23)
+	if err != nil || !o.OK {
+		t.Errorf("pod a beside pod b's 32 connections: %+v, %v", o, err)
+	}
+	if after := agentConnectionsRefused(t); after != refusedBefore {
+		t.Errorf("the agent refused %.0f connections itself; want none to reach it past the kernel's cap", after-refusedBefore)
+	}
+}
+
+// agentConnectionsRefused reads the agent's podcreds_http_connections_refused_total.
+func agentConnectionsRefused(t *testing.T) float64 {
+	t.Helper()
+	code, body, err := get("http://127.0.0.1:8091/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("the agent's metrics: %d %v", code, err)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, "podcreds_http_connections_refused_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("the agent's metrics have no podcreds_http_connections_refused_total:\n%s", body)
+	return 0
 }
 
 func TestAgentRestart(t *testing.T) {
