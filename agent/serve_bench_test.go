@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,15 @@ func newBareServer(tb testing.TB, size int) string {
 	go func() { _ = srv.Serve(l) }()
 	tb.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawClient is the least a client can do for one GET at a time: write a
@@ -203,6 +213,7 @@ func BenchmarkServe(b *testing.B) {
 				for i := range cap(next) {
 					next <- benchSources[i%len(benchSources)]
 				}
+				cpu0 := processCPU(b)
 				b.RunParallel(func(pb *testing.PB) {
 					cl := newRawClient(b, t.addr, <-next, keepAlive)
 					defer cl.close()
@@ -218,6 +229,10 @@ func BenchmarkServe(b *testing.B) {
 						}
 					}
 				})
+				// CPU of the whole process (clients too) per request: unlike
+				// ns/op it does not depend on how busy the machine's other
+				// cores are.
+				b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
