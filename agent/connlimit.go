@@ -33,6 +33,7 @@ type connListener struct {
 	mu     sync.Mutex
 	byAddr map[netip.Addr]int // open connections per source; absent at 0
 	open   connList           // every open connection, for the reaper
+	now    atomic.Int64       // the reaper's clock: unix nanoseconds of its latest tick
 }
 
 // reapInterval is how often a listener applies the deadlines of its
@@ -46,6 +47,7 @@ func newConnListener(l net.Listener, total, perAddr int, refused prometheus.Coun
 		perAddr: perAddr, refused: refused, byAddr: map[netip.Addr]int{},
 	}
 	cl.open.init()
+	cl.now.Store(time.Now().UnixNano())
 	go cl.reap()
 	return cl
 }
@@ -119,6 +121,7 @@ func (l *connListener) reap() {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	for now := range t.C {
+		l.now.Store(now.UnixNano())
 		if l.reapAt(now.UnixNano()) == 0 {
 			select {
 			case <-l.done:
@@ -222,20 +225,25 @@ func (c *limitedConn) Close() error {
 // connection keeps them in two words instead, and the listener's reaper puts
 // one on the socket only once it has passed: the Read or Write blocked on it
 // then fails with the timeout the socket would have given, at most
-// reapInterval later. Deadlines that have passed already (net/http's
-// "a long time ago", used to interrupt a read at once) and clearing a
-// deadline the socket holds go to the socket at once, as before.
+// reapInterval later. Deadlines that have passed already or are less than two
+// intervals away (net/http's "a long time ago", used to interrupt a read at
+// once) and clearing a deadline the socket holds go to the socket at once,
+// as before.
 
 func (c *limitedConn) SetDeadline(t time.Time) error      { return c.setDeadline(t, true, true) }
 func (c *limitedConn) SetReadDeadline(t time.Time) error  { return c.setDeadline(t, true, false) }
 func (c *limitedConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
 
 func (c *limitedConn) setDeadline(t time.Time, read, write bool) error {
+	// A deadline that has passed or is about to goes to the socket at once:
+	// compared with the reaper's clock, which is at most one interval behind,
+	// so a request costs no clock reading of its own.
 	var at int64 // kept for the reaper; 0: none
-	past := false
+	soon := false
 	if !t.IsZero() {
-		if past = !t.After(time.Now()); !past {
-			at = t.UnixNano()
+		at = t.UnixNano()
+		if soon = at <= c.l.now.Load()+2*int64(reapInterval); soon {
+			at = 0
 		}
 	}
 	c.mu.Lock()
@@ -246,11 +254,11 @@ func (c *limitedConn) setDeadline(t time.Time, read, write bool) error {
 	if write {
 		c.write.Store(at)
 	}
-	// The socket needs telling when the deadline has passed already, or
-	// when it holds one that this replaces.
+	// The socket needs telling when the deadline is due now, or when it
+	// holds one that this replaces.
 	var err error
 	switch {
-	case past:
+	case soon:
 		err = c.socket(t, read, write)
 	case (read && c.socketRead) || (write && c.socketWrite):
 		err = c.socket(time.Time{}, read && c.socketRead, write && c.socketWrite)

@@ -145,7 +145,7 @@ func readErr(c net.Conn) <-chan error {
 // at most reapInterval (plus scheduling) later; without the reaper nothing
 // would end them.
 func TestDeadlinesEndBlockedReadsAndWrites(t *testing.T) {
-	const after = 300 * time.Millisecond
+	const after = 3 * reapInterval // far enough to be kept for the reaper
 	t.Run("read", func(t *testing.T) {
 		c, _ := acceptOne(t)
 		start := time.Now()
@@ -220,11 +220,15 @@ func TestDeadlinesInThePastAndClearedActAtOnce(t *testing.T) {
 
 	// Expired by the reaper, then given a new deadline: reads work again,
 	// as on a socket whose deadline is moved.
-	if err := c.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(3 * reapInterval)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
-	c.l.reapAt(time.Now().UnixNano())
+	c.mu.Lock()
+	kept := c.read.Load() != 0 && !c.socketRead
+	c.mu.Unlock()
+	if !kept {
+		t.Fatal("a deadline three intervals away went to the socket, not to the reaper")
+	}
 	if err := <-readErr(c); !isTimeout(err) {
 		t.Fatalf("read after the reaper applied the deadline: %v, want a timeout", err)
 	}
