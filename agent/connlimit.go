@@ -20,8 +20,9 @@ import (
 // costs the hoarder a refusal, not anyone else a wait.
 //
 // It also keeps the deadlines net/http sets on its connections (see
-// limitedConn.setDeadline): a reaper goroutine applies each once it has
-// passed, at most reapInterval late.
+// limitedConn.setDeadline): a reaper goroutine, running while any
+// connection is open, applies each once it has passed, at most reapInterval
+// late.
 type connListener struct {
 	net.Listener
 	slots   chan struct{} // one token per open connection, total cap
@@ -33,7 +34,11 @@ type connListener struct {
 	mu     sync.Mutex
 	byAddr map[netip.Addr]int // open connections per source; absent at 0
 	open   connList           // every open connection, for the reaper
-	now    atomic.Int64       // the reaper's clock: unix nanoseconds of its latest tick
+	// reaping says whether the reaper runs: from the first open
+	// connection to the tick that finds none, so an idle listener costs
+	// no wakeups.
+	reaping bool
+	now     atomic.Int64 // the reaper's clock: unix nanoseconds of its latest tick
 }
 
 // reapInterval is how often a listener applies the deadlines of its
@@ -47,8 +52,6 @@ func newConnListener(l net.Listener, total, perAddr int, refused prometheus.Coun
 		perAddr: perAddr, refused: refused, byAddr: map[netip.Addr]int{},
 	}
 	cl.open.init()
-	cl.now.Store(time.Now().UnixNano())
-	go cl.reap()
 	return cl
 }
 
@@ -98,6 +101,11 @@ func (l *connListener) take(c *limitedConn) bool {
 		l.byAddr[c.ip] = n + 1
 	}
 	l.open.push(c)
+	if !l.reaping {
+		l.reaping = true
+		l.now.Store(time.Now().UnixNano())
+		go l.reap()
+	}
 	return true
 }
 
@@ -115,33 +123,31 @@ func (l *connListener) release(c *limitedConn) {
 }
 
 // reap applies, every reapInterval, the deadlines of open connections that
-// have passed. It runs until the listener is closed and its last connection
-// too: a draining agent's open connections keep their deadlines.
+// have passed, until a tick finds no connection open (take starts it again).
 func (l *connListener) reap() {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	for now := range t.C {
 		l.now.Store(now.UnixNano())
-		if l.reapAt(now.UnixNano()) == 0 {
-			select {
-			case <-l.done:
-				return
-			default:
-			}
+		if !l.reapAt(now.UnixNano()) {
+			return
 		}
 	}
 }
 
-// reapAt applies the deadlines that have passed at now (unix nanoseconds)
-// and returns how many connections are open. The connections are collected
-// under the lock and their sockets touched outside it, so Accept and Close
-// never wait on the reaper's system calls.
-func (l *connListener) reapAt(now int64) int {
+// reapAt applies the deadlines that have passed at now (unix nanoseconds),
+// and reports whether any connection is open; if none is, the reaper stops.
+// The connections are collected under the lock and their sockets touched
+// outside it, so Accept and Close never wait on the reaper's system calls.
+func (l *connListener) reapAt(now int64) bool {
 	var due []*limitedConn // rarely any: allocated only then
-	open := 0
 	l.mu.Lock()
+	if l.open.head.next == &l.open.head {
+		l.reaping = false
+		l.mu.Unlock()
+		return false
+	}
 	for c := l.open.head.next; c != &l.open.head; c = c.next {
-		open++
 		if c.due(now) {
 			due = append(due, c)
 		}
@@ -150,7 +156,7 @@ func (l *connListener) reapAt(now int64) int {
 	for _, c := range due {
 		c.expire(now)
 	}
-	return open
+	return true
 }
 
 // openBy is the number of connections ip holds (for tests).

@@ -283,3 +283,50 @@ func TestStalledRequestsAreCut(t *testing.T) {
 		})
 	}
 }
+
+// TestReaperRunsOnlyWhileConnectionsAreOpen: an idle listener costs no
+// wakeups; the next connection starts the reaper again, and its deadlines
+// are applied.
+func TestReaperRunsOnlyWhileConnectionsAreOpen(t *testing.T) {
+	c, client := acceptOne(t)
+	reaping := func() bool {
+		c.l.mu.Lock()
+		defer c.l.mu.Unlock()
+		return c.l.reaping
+	}
+	if !reaping() {
+		t.Fatal("no reaper with a connection open")
+	}
+	c.Close()
+	client.Close()
+	for deadline := time.Now().Add(5 * time.Second); reaping(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the reaper still runs with no connection open")
+		}
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	client2, err := d.Dial("tcp", c.l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client2.Close()
+	next, err := c.l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if !reaping() {
+		t.Fatal("a new connection did not start the reaper")
+	}
+	if err := next.SetReadDeadline(time.Now().Add(3 * reapInterval)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr(next):
+		if !isTimeout(err) {
+			t.Fatalf("read ended with %v, want a timeout", err)
+		}
+	case <-time.After(4*reapInterval + 2*time.Second):
+		t.Fatal("the restarted reaper did not apply a passed deadline")
+	}
+}
