@@ -413,7 +413,9 @@ func (a *Agent) serve(addr string, h http.Handler, group bool) (*http.Server, ne
 		a.mu.Unlock()
 	}
 	// A bounded number of connections, and a bounded share of them per
-	// source address (connlimit.go).
+	// source address; the connections keep the server's deadlines below and
+	// the listener applies each once it has passed, at most 250 ms late, so
+	// a request arms no runtime timer (connlimit.go).
 	l = newConnListener(l, a.opts.MaxConnections, a.opts.MaxConnectionsPerAddress, a.metrics.ConnectionsRefused)
 	srv := &http.Server{
 		Handler:           h,

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +18,11 @@ import (
 // backlog, past every SDK's timeout; with it, one address can hold at most
 // perAddr of the slots, and a connection beyond that is reset at once: it
 // costs the hoarder a refusal, not anyone else a wait.
+//
+// It also keeps the deadlines net/http sets on its connections (see
+// limitedConn.setDeadline): a reaper goroutine, running while any
+// connection is open, applies each once it has passed, at most reapInterval
+// late.
 type connListener struct {
 	net.Listener
 	slots   chan struct{} // one token per open connection, total cap
@@ -27,13 +33,26 @@ type connListener struct {
 
 	mu     sync.Mutex
 	byAddr map[netip.Addr]int // open connections per source; absent at 0
+	open   connList           // every open connection, for the reaper
+	// reaping says whether the reaper runs: from the first open
+	// connection to the tick that finds none, so an idle listener costs
+	// no wakeups.
+	reaping bool
+	now     atomic.Int64 // the reaper's clock: unix nanoseconds of its latest tick
 }
 
+// reapInterval is how often a listener applies the deadlines of its
+// connections that have passed, and so the most a deadline is late: a 5 s
+// ReadHeaderTimeout or IdleTimeout ends a connection within 5.25 s.
+const reapInterval = 250 * time.Millisecond
+
 func newConnListener(l net.Listener, total, perAddr int, refused prometheus.Counter) *connListener {
-	return &connListener{
+	cl := &connListener{
 		Listener: l, slots: make(chan struct{}, total), done: make(chan struct{}),
 		perAddr: perAddr, refused: refused, byAddr: map[netip.Addr]int{},
 	}
+	cl.open.init()
+	return cl
 }
 
 // Accept returns the next connection whose source is within its share.
@@ -49,11 +68,9 @@ func (l *connListener) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		ip, ok := connSource(c)
-		if !ok {
-			return &limitedConn{Conn: c, l: l}, nil // not TCP (never in production): total cap only
-		}
-		if !l.take(ip) {
+		lc := &limitedConn{Conn: c, l: l}
+		lc.ip, lc.counted = connSource(c) // not TCP (never in production): total cap only
+		if !l.take(lc) {
 			<-l.slots
 			if l.refused != nil {
 				l.refused.Inc()
@@ -61,7 +78,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 			refuseConn(c)
 			continue
 		}
-		return &limitedConn{Conn: c, l: l, ip: ip, counted: true}, nil
+		return lc, nil
 	}
 }
 
@@ -71,29 +88,79 @@ func (l *connListener) Close() error {
 	return l.Listener.Close()
 }
 
-func (l *connListener) take(ip netip.Addr) bool {
+// take counts c against its address's share, if within it, and adds it to
+// the open connections.
+func (l *connListener) take(c *limitedConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := l.byAddr[ip]
-	if n >= l.perAddr {
-		return false
+	if c.counted {
+		n := l.byAddr[c.ip]
+		if n >= l.perAddr {
+			return false
+		}
+		l.byAddr[c.ip] = n + 1
 	}
-	l.byAddr[ip] = n + 1
+	l.open.push(c)
+	if !l.reaping {
+		l.reaping = true
+		l.now.Store(time.Now().UnixNano())
+		go l.reap()
+	}
 	return true
 }
 
-func (l *connListener) release(ip netip.Addr) {
+func (l *connListener) release(c *limitedConn) {
 	l.mu.Lock()
-	if n := l.byAddr[ip] - 1; n > 0 {
-		l.byAddr[ip] = n
-	} else {
-		delete(l.byAddr, ip)
+	if c.counted {
+		if n := l.byAddr[c.ip] - 1; n > 0 {
+			l.byAddr[c.ip] = n
+		} else {
+			delete(l.byAddr, c.ip)
+		}
 	}
+	l.open.remove(c)
 	l.mu.Unlock()
 }
 
-// open is the number of connections ip holds (for tests).
-func (l *connListener) open(ip netip.Addr) int {
+// reap applies, every reapInterval, the deadlines of open connections that
+// have passed, until a tick finds no connection open (take starts it again).
+func (l *connListener) reap() {
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	for now := range t.C {
+		l.now.Store(now.UnixNano())
+		if !l.reapAt(now.UnixNano()) {
+			return
+		}
+	}
+}
+
+// reapAt applies the deadlines that have passed at now (unix nanoseconds),
+// and reports whether any connection is open; if none is, the reaper stops.
+// The connections are collected under the lock and their sockets touched
+// outside it, so Accept and Close never wait on the reaper's system calls.
+func (l *connListener) reapAt(now int64) bool {
+	var due []*limitedConn // rarely any: allocated only then
+	l.mu.Lock()
+	if l.open.head.next == &l.open.head {
+		l.reaping = false
+		l.mu.Unlock()
+		return false
+	}
+	for c := l.open.head.next; c != &l.open.head; c = c.next {
+		if c.due(now) {
+			due = append(due, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range due {
+		c.expire(now)
+	}
+	return true
+}
+
+// openBy is the number of connections ip holds (for tests).
+func (l *connListener) openBy(ip netip.Addr) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.byAddr[ip]
@@ -122,24 +189,153 @@ func refuseConn(c net.Conn) {
 	_ = c.Close()
 }
 
-// limitedConn gives its slots back once, on the first Close.
+// limitedConn gives its slots back once, on the first Close, and keeps its
+// deadlines for the listener's reaper.
 type limitedConn struct {
 	net.Conn
 	l       *connListener
 	ip      netip.Addr
 	counted bool
 	closed  atomic.Bool
+
+	// read and write are the pending deadlines, in unix nanoseconds (0:
+	// none), that the reaper applies to the socket once they have passed.
+	read, write atomic.Int64
+	// mu orders changes to the socket's own deadlines; socketRead and
+	// socketWrite say whether the socket has one set (guarded by mu).
+	mu                      sync.Mutex
+	socketRead, socketWrite bool
+
+	prev, next *limitedConn // in the listener's open list (guarded by l.mu)
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		if c.counted {
-			c.l.release(c.ip)
-		}
+		c.l.release(c)
 		<-c.l.slots
 	}
 	return err
+}
+
+// Deadlines.
+//
+// net/http sets a connection's deadlines four times per request: the
+// ReadHeaderTimeout, the ReadTimeout, the WriteTimeout, and the IdleTimeout
+// once the answer is written (and clears them around the handler). On a
+// socket each is a runtime timer; arming one that becomes its processor's
+// earliest wakes the network poller or another thread, a system call or a
+// futex per request that a server without timeouts never pays
+// (bench/hotpath: about a fifth more CPU per kept-alive response). None of
+// these deadlines is ever meant to fire on a well-behaved client, so the
+// connection keeps them in two words instead, and the listener's reaper puts
+// one on the socket only once it has passed: the Read or Write blocked on it
+// then fails with the timeout the socket would have given, at most
+// reapInterval later. Deadlines that have passed already or are less than two
+// intervals away (net/http's "a long time ago", used to interrupt a read at
+// once) and clearing a deadline the socket holds go to the socket at once,
+// as before.
+
+func (c *limitedConn) SetDeadline(t time.Time) error      { return c.setDeadline(t, true, true) }
+func (c *limitedConn) SetReadDeadline(t time.Time) error  { return c.setDeadline(t, true, false) }
+func (c *limitedConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
+
+func (c *limitedConn) setDeadline(t time.Time, read, write bool) error {
+	// A deadline that has passed or is about to goes to the socket at once:
+	// compared with the reaper's clock, which is at most one interval behind,
+	// so a request costs no clock reading of its own.
+	var at int64 // kept for the reaper; 0: none
+	soon := false
+	if !t.IsZero() {
+		at = t.UnixNano()
+		if soon = at <= c.l.now.Load()+2*int64(reapInterval); soon {
+			at = 0
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if read {
+		c.read.Store(at)
+	}
+	if write {
+		c.write.Store(at)
+	}
+	// The socket needs telling when the deadline is due now, or when it
+	// holds one that this replaces.
+	var err error
+	switch {
+	case soon:
+		err = c.socket(t, read, write)
+	case (read && c.socketRead) || (write && c.socketWrite):
+		err = c.socket(time.Time{}, read && c.socketRead, write && c.socketWrite)
+	}
+	return err
+}
+
+// socket sets the socket's own read and/or write deadline to t. c.mu is held.
+func (c *limitedConn) socket(t time.Time, read, write bool) error {
+	var err error
+	switch {
+	case read && write:
+		err = c.Conn.SetDeadline(t)
+	case read:
+		err = c.Conn.SetReadDeadline(t)
+	case write:
+		err = c.Conn.SetWriteDeadline(t)
+	default:
+		return nil
+	}
+	if read {
+		c.socketRead = !t.IsZero()
+	}
+	if write {
+		c.socketWrite = !t.IsZero()
+	}
+	return err
+}
+
+// due reports whether a deadline of c has passed at now.
+func (c *limitedConn) due(now int64) bool {
+	r, w := c.read.Load(), c.write.Load()
+	return (r != 0 && r <= now) || (w != 0 && w <= now)
+}
+
+// expire puts the deadlines of c that have passed at now on its socket.
+func (c *limitedConn) expire(now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, w := c.read.Load(), c.write.Load()
+	read, write := r != 0 && r <= now, w != 0 && w <= now
+	if read {
+		c.read.Store(0)
+	}
+	if write {
+		c.write.Store(0)
+	}
+	at := min(r, w)
+	if !read {
+		at = w
+	} else if !write {
+		at = r
+	}
+	_ = c.socket(time.Unix(0, at), read, write)
+}
+
+// connList is a circular doubly linked list of connections with a sentinel
+// head: adding and removing one costs no allocation and no hashing.
+type connList struct{ head limitedConn }
+
+func (cl *connList) init() { cl.head.next, cl.head.prev = &cl.head, &cl.head }
+
+func (cl *connList) push(c *limitedConn) {
+	c.prev, c.next = cl.head.prev, &cl.head
+	cl.head.prev.next = c
+	cl.head.prev = c
+}
+
+func (cl *connList) remove(c *limitedConn) {
+	c.prev.next, c.next.prev = c.next, c.prev
+	c.prev, c.next = nil, nil
 }
 
 // CloseWrite keeps net/http's half-close before it hangs up on a client
