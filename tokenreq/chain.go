@@ -96,13 +96,16 @@ func (e *Exchanger) fetchChained(ctx context.Context, key cache.Key, pod cache.P
 // target), from e.firstHops or from one AssumeRoleWithWebIdentity shared by
 // concurrent callers.
 func (e *Exchanger) firstHop(ctx context.Context, key cache.Key, pod cache.PodRef, who string) (*cache.Credentials, error) {
-	e.mu.Lock()
-	c, ok := e.firstHops[key]
-	e.mu.Unlock()
-	if ok && e.clock.Now().Add(firstHopMargin).Before(c.Expiration) {
+	if c := e.cachedFirstHop(key); c != nil {
 		return c, nil
 	}
 	ch := e.hop1.DoChan(fmt.Sprintf("%+v", key), func() (any, error) {
+		// Looked up again inside the flight: a caller that missed above
+		// while another flight was storing its result would otherwise
+		// start a second AssumeRoleWithWebIdentity for the same key.
+		if c := e.cachedFirstHop(key); c != nil {
+			return c, nil
+		}
 		c, err := e.fetchDirect(context.WithoutCancel(ctx), key, pod, who)
 		if err != nil {
 			return nil, err
@@ -121,6 +124,18 @@ func (e *Exchanger) firstHop(ctx context.Context, key cache.Key, pod cache.PodRe
 	case <-ctx.Done():
 		return nil, failure.Retriable("RequestCancelled", "request ended while assuming the first-hop role for "+who, 0, ctx.Err())
 	}
+}
+
+// cachedFirstHop returns key's cached first hop if it is valid for long
+// enough to sign a second hop, else nil.
+func (e *Exchanger) cachedFirstHop(key cache.Key) *cache.Credentials {
+	e.mu.Lock()
+	c, ok := e.firstHops[key]
+	e.mu.Unlock()
+	if ok && e.clock.Now().Add(firstHopMargin).Before(c.Expiration) {
+		return c
+	}
+	return nil
 }
 
 // forgetFirstHop drops c if it is still the cached first hop of key.
