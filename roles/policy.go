@@ -28,13 +28,13 @@ const (
 // allowedRoles reads a namespace's role patterns, cached like ServiceAccounts.
 func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]string, error) {
 	n := saName{namespace, ""} // the empty name marks a namespace entry
-	r.mu.RLock()
-	a, ok := r.answers[n]
-	r.mu.RUnlock()
-	if ok && r.clock.Now().Before(a.expires) {
+	if a, ok := r.fresh(n); ok {
 		return a.patterns, a.err
 	}
 	ch := r.group.DoChan("ns:"+namespace, func() (any, error) { // see serviceAccount
+		if a, ok := r.fresh(n); ok {
+			return a, nil
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		now := r.clock.Now()

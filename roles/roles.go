@@ -189,16 +189,19 @@ func validARN(s string) bool { return strings.HasPrefix(s, "arn:") && strings.Co
 // empty.
 func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name string) (cache.Key, error) {
 	n := saName{namespace, name}
-	r.mu.RLock()
-	a, ok := r.answers[n]
-	r.mu.RUnlock()
-	if ok && r.clock.Now().Before(a.expires) {
+	if a, ok := r.fresh(n); ok {
 		return a.key, a.err
 	}
 	// Keys carry their kind: a ServiceAccount "x" in namespace "ns" and the
 	// namespace "x" must never share a flight (allowedRoles uses "ns:").
 	// Neither name may contain ':' or '/', so no two keys collide.
 	ch := r.group.DoChan("sa:"+namespace+"/"+name, func() (any, error) {
+		// Looked up again inside the flight: a caller that missed above
+		// while another flight was storing its answer would otherwise ask
+		// the API server a second time.
+		if a, ok := r.fresh(n); ok {
+			return a, nil
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		a := r.fetch(cctx, namespace, name)
@@ -225,6 +228,14 @@ func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name strin
 	case <-ctx.Done():
 		return cache.Key{}, failure.Retriable("RequestCancelled", "request ended while reading the ServiceAccount", 0, ctx.Err())
 	}
+}
+
+// fresh returns the cached answer for n if it has not expired.
+func (r *RoleResolver) fresh(n saName) (resolved, bool) {
+	r.mu.RLock()
+	a, ok := r.answers[n]
+	r.mu.RUnlock()
+	return a, ok && r.clock.Now().Before(a.expires)
 }
 
 func (r *RoleResolver) fetch(ctx context.Context, namespace, name string) resolved {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -205,4 +208,55 @@ func FuzzGlobMatch(f *testing.F) {
 			t.Fatalf("globMatch(%q, %q) = %v, want %v", pattern, s, got, want)
 		}
 	})
+}
+
+// TestConcurrentLookupsReadTheAPIOnce: however many pods of one
+// ServiceAccount in one namespace resolve at once, the API server is asked
+// once for the ServiceAccount and once for the namespace. (A caller that
+// missed the cache while another's flight was storing its answer once
+// started a second flight.)
+func TestConcurrentLookupsReadTheAPIOnce(t *testing.T) {
+	const role, picked = "arn:aws:iam::111111111111:role/a", "arn:aws:iam::111111111111:role/team/b"
+	client := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "open", Annotations: map[string]string{AllowedRolesAnnotation: picked}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "open", Name: "sa", Annotations: map[string]string{RoleAnnotation: role}}},
+	)
+	for round := range 300 {
+		counted := &countingClient{Client: kubeclientset.Wrap(client)}
+		r := NewRoleResolver(counted, clock.RealClock{}, time.Minute, "sts.amazonaws.com", time.Hour, nil)
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				p := Pod{Namespace: "open", Name: "p", ServiceAccount: "sa"}
+				if i%2 == 1 {
+					p.RoleARN = picked
+				}
+				for range i { // arrive spread out, some as the first flight ends
+					runtime.Gosched()
+				}
+				if _, err := r.Resolve(context.Background(), p); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if sa, ns := counted.sa.Load(), counted.ns.Load(); sa != 1 || ns != 1 {
+			t.Fatalf("round %d: 16 concurrent lookups read the ServiceAccount %d times and the namespace %d times, want once each", round, sa, ns)
+		}
+	}
+}
+
+type countingClient struct {
+	kube.Client
+	sa, ns atomic.Int32
+}
+
+func (c *countingClient) GetServiceAccount(ctx context.Context, namespace, name string) (*kube.ServiceAccount, error) {
+	c.sa.Add(1)
+	return c.Client.GetServiceAccount(ctx, namespace, name)
+}
+
+func (c *countingClient) GetNamespace(ctx context.Context, name string) (*kube.Namespace, error) {
+	c.ns.Add(1)
+	return c.Client.GetNamespace(ctx, name)
 }
