@@ -201,12 +201,7 @@ bench-scale: build tools ## storm, churn, soak and memory at scale (about 5 min;
 
 # Every fuzz target, FUZZTIME each. Their seed corpora also run in `make test`.
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)
-	@for pkg in $$($(GO) list ./...); do \
-	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo ">> $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 # values.schema.json's agent flags come from `podcreds agent -h`;
 # test/chart fails when they drift and this target rewrites them.
