@@ -146,61 +146,61 @@ func installTables(rules, rules6, capRules, cap6 []rule, ipv6 bool) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	// Adding the table first makes the delete succeed when there is none.
-	c.AddTable(table)
-	c.DelTable(table)
-	if len(rules) > 0 || len(capRules) > 0 {
-		c.AddTable(table)
-	}
-	if len(rules) > 0 {
-		chains := map[string]*nftables.Chain{
-			PreroutingChain: c.AddChain(&nftables.Chain{
-				Name: PreroutingChain, Table: table, Type: nftables.ChainTypeNAT,
-				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
-			}),
-			IMDSChain: c.AddChain(&nftables.Chain{Name: IMDSChain, Table: table}),
-		}
-		for _, r := range rules {
-			c.AddRule(&nftables.Rule{
-				Table: table, Chain: chains[r.chain], Exprs: r.exprs,
-				UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: pods' IMDS traffic to the agent"),
-			})
-		}
-	}
-	if len(capRules) > 0 {
-		if err := addConnCap(c, table, capRules); err != nil {
-			return err
-		}
-	}
+	families := []family{{table: table, preType: nftables.ChainTypeNAT, chain: IMDSChain,
+		comment: "podcreds: pods' IMDS traffic to the agent", rules: rules, cap: capRules}}
 	if ipv6 {
-		c.AddTable(table6)
-		c.DelTable(table6)
-		if len(rules6) > 0 || len(cap6) > 0 {
-			c.AddTable(table6)
-		}
-		if len(rules6) > 0 {
-			chains6 := map[string]*nftables.Chain{
-				PreroutingChain: c.AddChain(&nftables.Chain{
-					Name: PreroutingChain, Table: table6, Type: nftables.ChainTypeFilter,
-					Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
-				}),
-				IMDSv6Chain: c.AddChain(&nftables.Chain{Name: IMDSv6Chain, Table: table6}),
-			}
-			for _, r := range rules6 {
-				c.AddRule(&nftables.Rule{
-					Table: table6, Chain: chains6[r.chain], Exprs: r.exprs,
-					UserData: userdata.AppendString(nil, userdata.TypeComment, "podcreds: no pod reaches the node's IPv6 IMDS"),
-				})
-			}
-		}
-		if len(cap6) > 0 {
-			if err := addConnCap(c, table6, cap6); err != nil {
-				return err
-			}
+		families = append(families, family{table: table6, preType: nftables.ChainTypeFilter, chain: IMDSv6Chain,
+			comment: "podcreds: no pod reaches the node's IPv6 IMDS", rules: rules6, cap: cap6})
+	}
+	for _, f := range families {
+		if err := f.add(c); err != nil {
+			return err
 		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install nftables tables ip and ip6 %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// family is what one of podcreds' tables (ip or ip6) holds: the IMDS rules,
+// jumped to from a prerouting chain of type preType into chain, and the
+// connection cap.
+type family struct {
+	table      *nftables.Table
+	preType    nftables.ChainType
+	chain      string
+	comment    string
+	rules, cap []rule
+}
+
+// add replaces f's table, in c's transaction, with one holding its rules
+// (none: no table).
+func (f family) add(c *nftables.Conn) error {
+	// Adding the table first makes the delete succeed when there is none.
+	c.AddTable(f.table)
+	c.DelTable(f.table)
+	if len(f.rules) == 0 && len(f.cap) == 0 {
+		return nil
+	}
+	c.AddTable(f.table)
+	if len(f.rules) > 0 {
+		chains := map[string]*nftables.Chain{
+			PreroutingChain: c.AddChain(&nftables.Chain{
+				Name: PreroutingChain, Table: f.table, Type: f.preType,
+				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(chainPriority),
+			}),
+			f.chain: c.AddChain(&nftables.Chain{Name: f.chain, Table: f.table}),
+		}
+		for _, r := range f.rules {
+			c.AddRule(&nftables.Rule{
+				Table: f.table, Chain: chains[r.chain], Exprs: r.exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, f.comment),
+			})
+		}
+	}
+	if len(f.cap) > 0 {
+		return addConnCap(c, f.table, f.cap)
 	}
 	return nil
 }
