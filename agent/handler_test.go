@@ -25,19 +25,7 @@ import (
 // on the API server is tested in test/integration against a real one.
 func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 	tb.Helper()
-	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "ns", Name: "app", Annotations: map[string]string{roles.RoleAnnotation: "arn:aws:iam::123456789012:role/app"},
-	}})
-	m := metrics.New(prometheus.NewRegistry())
-	c := cache.New(cache.FetcherFunc(func(context.Context, cache.Key, cache.PodRef) (*cache.Credentials, error) {
-		now := time.Now()
-		return cache.NewCredentials("ASIAEXAMPLE", "secret", "session-token", "123456789012", now, now.Add(time.Hour)), nil
-	}), cache.Options{Metrics: m})
-	tb.Cleanup(c.Close)
-	a, err := New(Options{NodeName: "node-a", Client: kubeclientset.Wrap(client), Cache: c, Logger: zap.NewNop(), Metrics: m, DefaultAudience: "sts.amazonaws.com", DefaultTokenExpiration: time.Hour, RateLimit: -1})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	a, c, m := newFakeAgent(tb, -1, 0)
 	a.index.upsert(&kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app-1", UID: "uid-1"},
 		Spec:       kube.PodSpec{NodeName: "node-a", ServiceAccountName: "app"},
@@ -63,6 +51,28 @@ func newUnitAgent(tb testing.TB) (*Agent, *containerHandler, *cache.Cache) {
 		tb.Fatalf("warm-up request answered %d", w.code)
 	}
 	return a, h, c
+}
+
+// newFakeAgent builds an agent on the fake clientset, whose ServiceAccount
+// ns/app has a role, with a cache whose fetcher answers at once and the
+// given per-address rate limit (negative: off) and burst. No pod is indexed yet.
+func newFakeAgent(tb testing.TB, rateLimit float64, rateBurst int) (*Agent, *cache.Cache, *metrics.Metrics) {
+	tb.Helper()
+	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "ns", Name: "app", Annotations: map[string]string{roles.RoleAnnotation: "arn:aws:iam::123456789012:role/app"},
+	}})
+	m := metrics.New(prometheus.NewRegistry())
+	c := cache.New(cache.FetcherFunc(func(context.Context, cache.Key, cache.PodRef) (*cache.Credentials, error) {
+		now := time.Now()
+		return cache.NewCredentials("ASIAEXAMPLE", "secret", "session-token", "123456789012", now, now.Add(time.Hour)), nil
+	}), cache.Options{Metrics: m})
+	tb.Cleanup(c.Close)
+	a, err := New(Options{NodeName: "node-a", Client: kubeclientset.Wrap(client), Cache: c, Logger: zap.NewNop(), Metrics: m,
+		DefaultAudience: "sts.amazonaws.com", DefaultTokenExpiration: time.Hour, RateLimit: rateLimit, RateBurst: rateBurst})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, c, m
 }
 
 func hitRequest() *http.Request {

@@ -13,19 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podcreds/podcreds/bench/bare"
-	"github.com/podcreds/podcreds/cache"
-	"github.com/podcreds/podcreds/internal/testkit/kubeclientset"
 	"github.com/podcreds/podcreds/kube"
-	"github.com/podcreds/podcreds/metrics"
-	"github.com/podcreds/podcreds/roles"
 )
 
 // benchSources are the loopback addresses the served pods have.
@@ -40,20 +32,7 @@ var benchSources = []netip.Addr{
 // reach, as bench/hotpath does), for the pods at benchSources, warm.
 func newServingAgent(tb testing.TB) (addr string, body []byte) {
 	tb.Helper()
-	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "ns", Name: "app", Annotations: map[string]string{roles.RoleAnnotation: "arn:aws:iam::123456789012:role/app"},
-	}})
-	m := metrics.New(prometheus.NewRegistry())
-	c := cache.New(cache.FetcherFunc(func(context.Context, cache.Key, cache.PodRef) (*cache.Credentials, error) {
-		now := time.Now()
-		return cache.NewCredentials("ASIAEXAMPLE", "secret", "session-token", "123456789012", now, now.Add(time.Hour)), nil
-	}), cache.Options{Metrics: m})
-	tb.Cleanup(c.Close)
-	a, err := New(Options{NodeName: "node-a", Client: kubeclientset.Wrap(client), Cache: c, Logger: zap.NewNop(), Metrics: m,
-		DefaultAudience: "sts.amazonaws.com", DefaultTokenExpiration: time.Hour, RateLimit: 1e9, RateBurst: 1e9})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	a, _, m := newFakeAgent(tb, 1e9, 1e9)
 	for i, ip := range benchSources {
 		uid := types.UID(fmt.Sprintf("uid-%d", i))
 		a.index.upsert(&kube.Pod{

@@ -120,7 +120,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load, split)
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	agentCmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
+	agent, agentLog, err := startAgent(ctx, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--imds-listen="+imdsAddr, "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn",
 		// Every defence runs, but the per-address limit (50/s by default)
@@ -128,16 +128,10 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		// 32 addresses would measure 429s. The noisy-neighbour rows run
 		// an agent with the defaults.
 		"--rate-limit=1e9", "--rate-burst=1000000000")
-	var agentLog bytes.Buffer
-	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
-	agent, err := proc.Start(agentCmd, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = agent.Stop(10 * time.Second) }()
-	if err := waitOK(ctx, "http://"+healthAddr+"/readyz", 30*time.Second); err != nil {
-		return fmt.Errorf("agent not ready: %w\n%s", err, agentLog.String())
-	}
 
 	url := "http://" + agentAddr + "/v1/credentials"
 	body, err := warm(ctx, url, sources)
@@ -265,6 +259,23 @@ func warm(ctx context.Context, url string, sources []netip.Addr) ([]byte, error)
 		}
 	}
 	return body, nil
+}
+
+// startAgent runs the agent binary with args and waits until its health
+// address says it is ready. The returned log holds its output.
+func startAgent(ctx context.Context, bin, healthAddr string, args ...string) (*proc.Process, *bytes.Buffer, error) {
+	cmd := exec.Command(bin, append([]string{"agent"}, args...)...)
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	p, err := proc.Start(cmd, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := waitOK(ctx, "http://"+healthAddr+"/readyz", 30*time.Second); err != nil {
+		_ = p.Stop(10 * time.Second)
+		return nil, nil, fmt.Errorf("agent not ready: %w\n%s", err, log.String())
+	}
+	return p, log, nil
 }
 
 type imdsAnswer struct{ role, creds []byte }

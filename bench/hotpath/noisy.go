@@ -61,19 +61,13 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 		return err
 	}
 	agentAddr, healthAddr := freeAddr(), freeAddr()
-	cmd := exec.Command(agentBin, "agent", "--node-name="+node, "--kubeconfig="+kubeconfig,
+	p, agentLog, err := startAgent(ctx, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=error")
-	var agentLog bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &agentLog, &agentLog
-	p, err := proc.Start(cmd, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("noisy-neighbour %w", err)
 	}
 	defer func() { _ = p.Stop(10 * time.Second) }()
-	if err := waitOK(ctx, "http://"+healthAddr+"/readyz", 30*time.Second); err != nil {
-		return fmt.Errorf("noisy-neighbour agent not ready: %w\n%s", err, agentLog.String())
-	}
 	url := "http://" + agentAddr + "/v1/credentials"
 	body, err := warm(ctx, url, append(victims, noisyIP))
 	if err != nil {
