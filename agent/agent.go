@@ -132,6 +132,9 @@ type Agent struct {
 	binder  *binder
 	limiter *sourceLimiter
 
+	// realClock is set when opts.Clock is the real clock (see clockAt).
+	realClock bool
+
 	ready    atomic.Bool
 	warm     atomic.Bool
 	draining atomic.Bool
@@ -201,6 +204,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: IMDS token mode %q is neither %q nor %q", opts.IMDSTokenMode, IMDSTokensRequired, IMDSTokensOptional)
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, metrics: opts.Metrics, cache: opts.Cache, boundErr: make(chan error, 1)}
+	_, a.realClock = opts.Clock.(clock.RealClock)
 	a.limiter = newSourceLimiter(opts.RateLimit, opts.RateBurst)
 	a.roles = roles.NewRoleResolver(opts.Client, opts.Clock, opts.ServiceAccountTTL, opts.DefaultAudience, opts.DefaultTokenExpiration, opts.AllowedAccounts)
 	a.binder = newBinder(a.roles, opts.Cache, opts.Tokens, opts.Logger)
@@ -425,6 +429,7 @@ func (a *Agent) serve(addr string, h http.Handler, group bool) (*http.Server, ne
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(a.logger.Named("http")),
+		ConnContext:       connContext,
 	}
 	go func() {
 		// A listener closed by leave ends Serve with an error too: expected.

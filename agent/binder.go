@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,7 +16,8 @@ import (
 
 // CredentialCache is what the agent needs of the credential cache.
 type CredentialCache interface {
-	Get(ctx context.Context, key cache.Key, pod cache.PodRef) (*cache.Credentials, error)
+	// GetAt answers a request that read the real clock at now.
+	GetAt(ctx context.Context, key cache.Key, pod cache.PodRef, now time.Time) (*cache.Credentials, error)
 	Acquire(key cache.Key, pod cache.PodRef)
 	Release(key cache.Key, uid types.UID)
 }

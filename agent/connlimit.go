@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -168,6 +169,19 @@ func (l *connListener) openBy(ip netip.Addr) int {
 
 // connSource is the connection's source address, spelled as remoteIP spells
 // it, without allocating.
+// connKey is the context key under which the agent's servers keep a
+// request's *limitedConn (connContext), so a request finds its source
+// address parsed already.
+type connKey struct{}
+
+// connContext is the servers' http.Server.ConnContext.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if lc, ok := c.(*limitedConn); ok && lc.counted {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
 func connSource(c net.Conn) (netip.Addr, bool) {
 	ta, ok := c.RemoteAddr().(*net.TCPAddr)
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
@@ -328,5 +329,37 @@ func TestReaperRunsOnlyWhileConnectionsAreOpen(t *testing.T) {
 		}
 	case <-time.After(4*reapInterval + 2*time.Second):
 		t.Fatal("the restarted reaper did not apply a passed deadline")
+	}
+}
+
+// A request finds its caller's address on its connection, parsed when the
+// listener accepted it, and it is the address RemoteAddr spells: the pod's
+// identity must not depend on which of the two the handler reads.
+func TestARequestsCallerIsItsConnectionsSource(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan [2]netip.Addr, 1)
+	srv := &http.Server{ConnContext: connContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, fromConn := r.Context().Value(connKey{}).(*limitedConn)
+		ip, ok := callerIP(r)
+		parsed, _ := remoteIP(r.RemoteAddr)
+		if !fromConn || !ok {
+			t.Errorf("the request's connection was not found (from the connection: %v)", fromConn)
+		}
+		got <- [2]netip.Addr{ip, parsed}
+	})}
+	go func() { _ = srv.Serve(newConnListener(raw, 8, 8, nil)) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}
+	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 5 * time.Second}
+	res, err := c.Get("http://" + raw.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if ips := <-got; ips[0] != netip.MustParseAddr("127.0.0.9") || ips[0] != ips[1] {
+		t.Fatalf("caller %s, RemoteAddr %s; want both 127.0.0.9", ips[0], ips[1])
 	}
 }

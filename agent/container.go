@@ -24,7 +24,7 @@ type containerHandler struct {
 
 func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	creds, pod, err := h.credentials(r)
+	creds, pod, err := h.credentials(r, start)
 	if err != nil {
 		if pod != nil {
 			h.a.opts.Events.Failed(pod.Ref(), err)
@@ -45,7 +45,7 @@ func (h *containerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // credentials answers r, and names the pod it was identified as (nil if it
 // was not), so the pod can be told of a refusal.
-func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, *Pod, error) {
+func (h *containerHandler) credentials(r *http.Request, start time.Time) (*cache.Credentials, *Pod, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return nil, nil, errMethod
 	}
@@ -55,26 +55,26 @@ func (h *containerHandler) credentials(r *http.Request) (*cache.Credentials, *Po
 	if !h.anyPath && r.URL.Path != h.a.opts.CredentialsPath {
 		return nil, nil, errPath
 	}
-	pod, err := h.a.identifyContainer(r)
+	pod, err := h.a.identifyContainer(r, start)
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := h.a.resolve(r, pod)
+	key, err := h.a.resolve(r, pod, start)
 	if err != nil {
 		return nil, pod, err
 	}
-	creds, err := h.a.cache.Get(r.Context(), key, pod.Ref())
+	creds, err := h.a.cache.GetAt(r.Context(), key, pod.Ref(), start)
 	return creds, pod, err
 }
 
-// identify finds the pod a request comes from by its source address, after
-// charging the address's rate limit.
-func (a *Agent) identify(r *http.Request) (*Pod, error) {
-	ip, ok := remoteIP(r.RemoteAddr)
+// identify finds the pod a request that arrived at start comes from by its
+// source address, after charging the address's rate limit.
+func (a *Agent) identify(r *http.Request, start time.Time) (*Pod, error) {
+	ip, ok := callerIP(r)
 	if !ok {
 		return nil, errRemote
 	}
-	if err := a.limiter.allow(ip, time.Now()); err != nil {
+	if err := a.limiter.allow(ip, start); err != nil {
 		return nil, err
 	}
 	return a.index.Lookup(r.Context(), ip)
@@ -82,15 +82,15 @@ func (a *Agent) identify(r *http.Request) (*Pod, error) {
 
 // identifyContainer identifies a container-endpoint caller, applying the
 // token mode: a presented token must agree with the source address.
-func (a *Agent) identifyContainer(r *http.Request) (*Pod, error) {
+func (a *Agent) identifyContainer(r *http.Request, start time.Time) (*Pod, error) {
 	if a.opts.TokenMode == TokenOff || a.opts.Verifier == nil {
-		return a.identify(r)
+		return a.identify(r, start)
 	}
-	ip, ok := remoteIP(r.RemoteAddr)
+	ip, ok := callerIP(r)
 	if !ok {
 		return nil, errRemote
 	}
-	if err := a.limiter.allow(ip, time.Now()); err != nil {
+	if err := a.limiter.allow(ip, start); err != nil {
 		return nil, err
 	}
 	token := presentedToken(r)
@@ -103,16 +103,51 @@ func (a *Agent) identifyContainer(r *http.Request) (*Pod, error) {
 	return a.identifyWithToken(r.Context(), ip, localIP(r), token)
 }
 
-// resolve returns the credentials key of pod's ServiceAccount. If it is not
-// the key the binder holds for the pod (the ServiceAccount's role changed
-// since), the pod is queued for rebinding, so its new entry is kept and
-// refreshed rather than fetched per request.
-func (a *Agent) resolve(r *http.Request, pod *Pod) (cache.Key, error) {
-	key, err := a.roles.Resolve(r.Context(), pod.Subject())
-	if err == nil && !a.binder.holds(pod.UID, key) {
+// resolve returns the credentials key of pod's role decision, for a request
+// that arrived at start. If it is not the key the binder holds for the pod
+// (the ServiceAccount's role changed since), the pod is queued for
+// rebinding, so its new entry is kept and refreshed rather than fetched per
+// request.
+//
+// A decision whose key the binder holds is kept on the pod until the answers
+// it rests on expire (roles.Decision.Until): the decision could not change
+// before then, and neither does the binder's key for an unchanged pod. So a
+// pod's requests decide once per ServiceAccount TTL, and the rest read one
+// pointer.
+func (a *Agent) resolve(r *http.Request, pod *Pod, start time.Time) (cache.Key, error) {
+	now := a.clockAt(start)
+	if d := pod.decision.Load(); d != nil && now.Before(d.until) {
+		return d.key, nil
+	}
+	d := a.roles.Decide(r.Context(), pod.Subject())
+	if d.Err != nil {
+		return d.Key, d.Err
+	}
+	if a.binder.holds(pod.UID, d.Key) {
+		pod.decision.Store(&podDecision{key: d.Key, until: d.Until})
+	} else {
 		a.binder.enqueue(pod.UID)
 	}
-	return key, err
+	return d.Key, nil
+}
+
+// clockAt is the agent clock's reading for a request that arrived at start
+// (read from the real clock): start itself when the agent runs on the real
+// clock, so a request reads the time once.
+func (a *Agent) clockAt(start time.Time) time.Time {
+	if a.realClock {
+		return start
+	}
+	return a.opts.Clock.Now()
+}
+
+// callerIP is the address r came from: its connection's, parsed once when the
+// listener accepted it (connlimit.go), or else r.RemoteAddr parsed.
+func callerIP(r *http.Request) (netip.Addr, bool) {
+	if c, ok := r.Context().Value(connKey{}).(*limitedConn); ok {
+		return c.ip, true
+	}
+	return remoteIP(r.RemoteAddr)
 }
 
 // remoteIP parses net/http's RemoteAddr ("ip:port", "[ip%zone]:port").

@@ -84,9 +84,9 @@ func (h *imdsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, h.a.logger, h.stats, start, errMethod)
 		return
 	}
-	pod, err := h.a.identify(r)
+	pod, err := h.a.identify(r, start)
 	if err == nil {
-		err = h.authorize(r, pod)
+		err = h.authorize(r, pod, start)
 	}
 	if err != nil {
 		writeError(w, r, h.a.logger, h.stats, start, err)
@@ -125,12 +125,12 @@ func (h *imdsHandler) serveToken(w http.ResponseWriter, r *http.Request, start t
 		writeError(w, r, h.a.logger, h.stats, start, errIMDSTTL)
 		return
 	}
-	pod, err := h.a.identify(r)
+	pod, err := h.a.identify(r, start)
 	if err != nil {
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
-	ip, _ := remoteIP(r.RemoteAddr) // identify parsed it already
+	ip, _ := callerIP(r) // identify found it already
 	token := h.tokens.mint(start.Add(time.Duration(ttl)*time.Second), ip, pod.UID)
 	hdr := w.Header()
 	hdr["Content-Type"] = textContentType
@@ -141,7 +141,7 @@ func (h *imdsHandler) serveToken(w http.ResponseWriter, r *http.Request, start t
 }
 
 // authorize applies the token mode to a metadata request from pod.
-func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
+func (h *imdsHandler) authorize(r *http.Request, pod *Pod, start time.Time) error {
 	v := r.Header[imdsTokenHeader]
 	if len(v) == 0 {
 		if h.a.opts.IMDSTokenMode == IMDSTokensOptional {
@@ -149,8 +149,8 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
 		}
 		return errIMDSNoToken
 	}
-	ip, _ := remoteIP(r.RemoteAddr)
-	if err := h.tokens.check(v[0], h.a.opts.Clock.Now(), ip, pod.UID); err != nil {
+	ip, _ := callerIP(r)
+	if err := h.tokens.check(v[0], h.a.clockAt(start), ip, pod.UID); err != nil {
 		return failure.Final(http.StatusUnauthorized, imdsUnauthorized, "invalid IMDSv2 session token: it is expired, of another pod or of an earlier agent process; get a new one with PUT /latest/api/token", err)
 	}
 	return nil
@@ -158,7 +158,7 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod) error {
 
 // serveIAM answers the iam/ paths for pod's role.
 func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start time.Time, pod *Pod, p string) {
-	key, err := h.a.resolve(r, pod)
+	key, err := h.a.resolve(r, pod, start)
 	if err != nil {
 		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)
@@ -173,7 +173,7 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 		writeError(w, r, h.a.logger, h.stats, start, errIMDSRole)
 		return
 	}
-	creds, err := h.a.cache.Get(r.Context(), key, pod.Ref())
+	creds, err := h.a.cache.GetAt(r.Context(), key, pod.Ref(), start)
 	if err != nil {
 		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)

@@ -3,6 +3,8 @@ package agent
 import (
 	"net/netip"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,6 +34,17 @@ type Pod struct {
 	RoleARN string
 	// TargetRoleARN is the second-hop role its TargetRoleAnnotation names.
 	TargetRoleARN string
+
+	// decision is the pod's last role decision while it holds (see
+	// Agent.resolve): the one field set after the Pod is built. An update
+	// of the pod replaces the Pod, and the decision with it.
+	decision atomic.Pointer[podDecision]
+}
+
+// podDecision is a kept role decision: the key, good until until.
+type podDecision struct {
+	key   cache.Key
+	until time.Time
 }
 
 // Ref names the pod for the cache and the TokenRequest binding.

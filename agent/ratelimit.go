@@ -1,12 +1,11 @@
 package agent
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/podcreds/podcreds/failure"
 )
@@ -15,9 +14,15 @@ import (
 // in a tight loop cannot starve the others on its node. The defaults are far
 // above what any SDK does (one request per credential refresh, a handful
 // at start), so only a runaway client ever meets them.
+//
+// Each bucket is one word, the generic cell rate algorithm's theoretical
+// arrival time: the instant the bucket would be full again if nothing more
+// were asked of it. A request is one compare-and-swap on that word — no lock,
+// no floating point — since it runs on every request of every pod.
 type sourceLimiter struct {
-	limit rate.Limit
-	burst int
+	interval  int64 // nanoseconds per token (1/rate)
+	tolerance int64 // nanoseconds of credit a full bucket holds: burst tokens
+	wait      time.Duration
 
 	// buckets maps netip.Addr to *bucket. sync.Map suits this: each key is
 	// written once and then read on every request from that address.
@@ -27,8 +32,9 @@ type sourceLimiter struct {
 }
 
 type bucket struct {
-	*rate.Limiter
-	lastUsed atomic.Int64 // unix nanoseconds of the latest request
+	// tat is the theoretical arrival time in unix nanoseconds: the bucket
+	// is full at or after it, and each request moves it one interval on.
+	tat atomic.Int64
 }
 
 // newSourceLimiter allows each address perSecond requests on average with
@@ -37,7 +43,20 @@ func newSourceLimiter(perSecond float64, burst int) *sourceLimiter {
 	if perSecond <= 0 {
 		return nil
 	}
-	return &sourceLimiter{limit: rate.Limit(perSecond), burst: max(burst, 1)}
+	interval := max(int64(float64(time.Second)/perSecond), 1)
+	return &sourceLimiter{
+		interval:  interval,
+		tolerance: satMul(interval, int64(max(burst, 1))),
+		wait:      time.Duration(float64(time.Second) / perSecond),
+	}
+}
+
+// satMul is a*b for positive a and b, saturating instead of overflowing.
+func satMul(a, b int64) int64 {
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
 }
 
 // allow takes a token for ip, or returns the 429 to answer.
@@ -45,20 +64,25 @@ func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) error {
 	if l == nil {
 		return nil
 	}
+	t := now.UnixNano()
 	v, ok := l.buckets.Load(ip)
 	if !ok {
-		nb := &bucket{Limiter: rate.NewLimiter(l.limit, l.burst)}
-		nb.lastUsed.Store(now.UnixNano()) // before any sweep can see it
+		nb := &bucket{}
+		nb.tat.Store(t) // full now, and not idle to a sweep that runs next
 		v, _ = l.buckets.LoadOrStore(ip, nb)
 		l.maybeSweep(now)
 	}
 	b := v.(*bucket)
-	b.lastUsed.Store(now.UnixNano())
-	if b.AllowN(now, 1) {
-		return nil
+	for {
+		tat := b.tat.Load()
+		next := max(tat, t) + l.interval
+		if next-t > l.tolerance {
+			return failure.TooManyRequests(l.wait)
+		}
+		if b.tat.CompareAndSwap(tat, next) {
+			return nil
+		}
 	}
-	wait := time.Duration(float64(time.Second) / float64(l.limit))
-	return failure.TooManyRequests(wait)
 }
 
 // maybeSweep drops buckets idle long enough to have refilled completely, at
@@ -72,9 +96,9 @@ func (l *sourceLimiter) maybeSweep(now time.Time) {
 		return
 	}
 	l.next = now.Add(time.Minute)
-	full := time.Duration(float64(l.burst)/float64(l.limit)*float64(time.Second)) + time.Second
 	l.buckets.Range(func(k, v any) bool {
-		if now.UnixNano()-v.(*bucket).lastUsed.Load() > int64(full) {
+		// Full again for a second: forgetting it changes nothing.
+		if now.UnixNano()-v.(*bucket).tat.Load() > int64(time.Second) {
 			l.buckets.Delete(k)
 		}
 		return true

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,5 +41,40 @@ func TestSourceLimiter(t *testing.T) {
 	}
 	if newSourceLimiter(-1, 0).allow(a, now) != nil {
 		t.Error("a disabled limiter refused a request")
+	}
+}
+
+// The bucket is one word changed by compare-and-swap: however many requests
+// of one address race, exactly the burst is let through at one instant, and
+// the rate after it.
+func TestSourceLimiterGrantsExactlyTheBurstToRacingRequests(t *testing.T) {
+	const burst = 100
+	l := newSourceLimiter(10, burst)
+	ip := netip.MustParseAddr("10.0.0.1")
+	now := time.Unix(1000, 0)
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if l.allow(ip, now) == nil {
+					granted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := granted.Load(); n != burst {
+		t.Fatalf("%d of 400 racing requests granted at one instant, want the burst, %d", n, burst)
+	}
+	// One token per 100 ms after that: a second gives ten more, no more.
+	later := 0
+	for range 20 {
+		if l.allow(ip, now.Add(time.Second)) == nil {
+			later++
+		}
+	}
+	if later != 10 {
+		t.Fatalf("%d granted a second after the burst at 10/s, want 10", later)
 	}
 }

@@ -54,6 +54,8 @@ type Cache struct {
 
 	// entries points to the current map of entries; see Locking above.
 	entries atomic.Pointer[map[Key]*entry]
+	// realClock is set when the cache runs on the real clock (see GetAt).
+	realClock bool
 
 	mu      sync.Mutex
 	flights map[Key]*call
@@ -132,6 +134,7 @@ func New(fetcher Fetcher, opts Options) *Cache {
 		stopFunc:     stopFunc,
 		flights:      make(map[Key]*call),
 	}
+	_, c.realClock = opts.Clock.(clock.RealClock)
 	c.entries.Store(&map[Key]*entry{})
 	c.m.CacheEntries.Set(0)
 	return c
@@ -171,9 +174,19 @@ func (c *Cache) setEntryLocked(key Key, e *entry) {
 //
 // The returned credentials are shared and must not be modified.
 func (c *Cache) Get(ctx context.Context, key Key, pod PodRef) (*Credentials, error) {
+	return c.GetAt(ctx, key, pod, c.clock.Now())
+}
+
+// GetAt is Get for a request that has read the real clock already: now is
+// that reading, used in place of the cache's own when the cache runs on the
+// real clock (a cache on another clock, in tests, reads its own). The hot
+// path so reads the time once per request.
+func (c *Cache) GetAt(ctx context.Context, key Key, pod PodRef, now time.Time) (*Credentials, error) {
+	if !c.realClock {
+		now = c.clock.Now()
+	}
 	if e := c.lookup(key); e != nil {
 		if cr := e.creds.Load(); cr != nil {
-			now := c.clock.Now()
 			if c.serve(cr, now) {
 				if now.UnixNano() >= e.refreshAt.Load() {
 					c.refreshOverdue(e)

@@ -383,3 +383,32 @@ func TestExpiryAndRefreshFollowTheWallClockAcrossASuspend(t *testing.T) {
 		}
 	})
 }
+
+// GetAt takes the caller's reading of the real clock only when the cache runs
+// on the real clock: a cache on any other clock judges expiry by its own, so
+// a reading from elsewhere can never make expired credentials servable.
+func TestGetAtJudgesByTheCachesOwnClockUnlessItIsTheRealOne(t *testing.T) {
+	clk := &suspendClock{FakeClock: testingclock.NewFakeClock(t0)}
+	f := newFakeFetcher(nil)
+	f.now = clk.Now
+	f.fail = func(n int64) error {
+		if n > 1 {
+			return failure.Retriable("Throttling", "STS is down", 0, nil)
+		}
+		return nil
+	}
+	c := New(f, Options{Clock: clk, Logger: zaptest.NewLogger(t), Rand: func() float64 { return 0.5 }})
+	t.Cleanup(c.Close)
+	key, pod := testKey(1), testPod(1)
+	c.Acquire(key, pod)
+	c.WaitIdle()
+	clk.Suspend(2 * time.Hour)
+	if cr, err := c.GetAt(context.Background(), key, pod, t0); err == nil {
+		t.Fatalf("served %s, expired at %v by the cache's clock (%v), on a caller's reading of %v", cr.AccessKeyID, cr.Expiration, clk.Now(), t0)
+	}
+	real := New(f, Options{})
+	defer real.Close()
+	if c.realClock || !real.realClock {
+		t.Fatal("realClock is not set exactly for a cache on the real clock")
+	}
+}

@@ -92,7 +92,7 @@ func (r *RoleResolver) resolveTarget(ctx context.Context, pod Pod, d *Decision) 
 	if key.TargetRoleARN == "" {
 		return nil
 	}
-	patterns, err := r.allowedRoles(ctx, pod.Namespace)
+	patterns, err := r.allowedRoles(ctx, pod.Namespace, d)
 	if err != nil {
 		return err
 	}

@@ -25,10 +25,12 @@ const (
 	AllowedRolesAnnotation = "podcreds.io/allowed-roles"
 )
 
-// allowedRoles reads a namespace's role patterns, cached like ServiceAccounts.
-func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]string, error) {
+// allowedRoles reads a namespace's role patterns, cached like
+// ServiceAccounts, and brings d.Until forward to when they expire.
+func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string, d *Decision) ([]string, error) {
 	n := saName{namespace, ""} // the empty name marks a namespace entry
 	if a, ok := r.fresh(n); ok {
+		d.Until = earlier(d.Until, a.expires)
 		return a.patterns, a.err
 	}
 	ch := r.group.DoChan("ns:"+namespace, func() (any, error) { // see serviceAccount
@@ -66,10 +68,20 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string) ([]st
 	select {
 	case res := <-ch:
 		a := res.Val.(resolved)
+		d.Until = earlier(d.Until, a.expires)
 		return a.patterns, a.err
 	case <-ctx.Done():
 		return nil, failure.Retriable("RequestCancelled", "request ended while reading the namespace", 0, ctx.Err())
 	}
+}
+
+// earlier returns the earlier of a and b, a zero time counting as "no bound
+// yet" only for a (b is an answer's expiry, never zero once stored).
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func splitPatterns(s string) []string {

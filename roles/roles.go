@@ -125,10 +125,20 @@ type Decision struct {
 	// TargetFrom and TargetPattern are the same for the second hop.
 	TargetFrom, TargetPattern string
 	Err                       error
+	// Until is when the first of the answers the decision rests on (the
+	// ServiceAccount's, and the namespace's if it was read) expires. Those
+	// answers are replaced only once they have expired, so until then the
+	// same pod gets the same decision: a caller may keep a successful one
+	// and skip deciding again. Zero when Err is set.
+	Until time.Time
 }
 
 // Decide is Resolve with the provenance of its answer.
 func (r *RoleResolver) Decide(ctx context.Context, pod Pod) Decision {
+	return decided(r.decide(ctx, pod))
+}
+
+func (r *RoleResolver) decide(ctx context.Context, pod Pod) Decision {
 	var d Decision
 	if pod.ServiceAccount == "" {
 		// Only mirror (static) pods have no ServiceAccount: the API server
@@ -138,15 +148,16 @@ func (r *RoleResolver) Decide(ctx context.Context, pod Pod) Decision {
 			fmt.Sprintf("pod %s runs without a ServiceAccount (a static pod); podcreds serves only pods that run as a ServiceAccount with an %s annotation", pod, RoleAnnotation), nil)
 		return d
 	}
-	key, err := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
-	d.Key = key
-	if err != nil {
-		d.Err = err
+	sa := r.serviceAccount(ctx, pod.Namespace, pod.ServiceAccount)
+	d.Key, d.Until = sa.key, sa.expires
+	if sa.err != nil {
+		d.Err = sa.err
 		return d
 	}
+	key := sa.key
 	if pod.RoleARN != "" {
 		d.RoleFrom = FromPod
-		patterns, err := r.allowedRoles(ctx, pod.Namespace)
+		patterns, err := r.allowedRoles(ctx, pod.Namespace, &d)
 		if err != nil {
 			d.Err = err
 			return d
@@ -173,6 +184,15 @@ func (r *RoleResolver) Decide(ctx context.Context, pod Pod) Decision {
 	return d
 }
 
+// decided returns d with Until zeroed if it is a refusal, so only a
+// successful decision is ever kept by a caller.
+func decided(d Decision) Decision {
+	if d.Err != nil {
+		d.Until = time.Time{}
+	}
+	return d
+}
+
 // firstMatch returns the first of patterns that s matches, or "".
 func firstMatch(patterns []string, s string) string {
 	for _, p := range patterns {
@@ -185,12 +205,12 @@ func firstMatch(patterns []string, s string) string {
 
 func validARN(s string) bool { return strings.HasPrefix(s, "arn:") && strings.Count(s, ":") >= 5 }
 
-// serviceAccount returns the key its ServiceAccount gives, RoleARN possibly
-// empty.
-func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name string) (cache.Key, error) {
+// serviceAccount returns the answer for a ServiceAccount: the key it gives
+// (RoleARN possibly empty) or why it gives none, and until when.
+func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name string) resolved {
 	n := saName{namespace, name}
 	if a, ok := r.fresh(n); ok {
-		return a.key, a.err
+		return a
 	}
 	// Keys carry their kind: a ServiceAccount "x" in namespace "ns" and the
 	// namespace "x" must never share a flight (allowedRoles uses "ns:").
@@ -223,10 +243,9 @@ func (r *RoleResolver) serviceAccount(ctx context.Context, namespace, name strin
 	})
 	select {
 	case res := <-ch:
-		a := res.Val.(resolved)
-		return a.key, a.err
+		return res.Val.(resolved)
 	case <-ctx.Done():
-		return cache.Key{}, failure.Retriable("RequestCancelled", "request ended while reading the ServiceAccount", 0, ctx.Err())
+		return resolved{err: failure.Retriable("RequestCancelled", "request ended while reading the ServiceAccount", 0, ctx.Err())}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podcreds/podcreds/cache"
 	"github.com/podcreds/podcreds/failure"
@@ -259,4 +260,53 @@ func (c *countingClient) GetServiceAccount(ctx context.Context, namespace, name 
 func (c *countingClient) GetNamespace(ctx context.Context, name string) (*kube.Namespace, error) {
 	c.ns.Add(1)
 	return c.Client.GetNamespace(ctx, name)
+}
+
+// A caller may keep a successful decision until its Until (the agent does,
+// per pod, on its hot path), so Until must never outlast an answer it rests
+// on: once either the ServiceAccount's or the namespace's answer expires, a
+// changed annotation must be decided afresh.
+func TestADecisionHoldsUntilTheFirstAnswerItRestsOnExpires(t *testing.T) {
+	const roleA, roleB, picked = "arn:aws:iam::111111111111:role/a", "arn:aws:iam::111111111111:role/b", "arn:aws:iam::111111111111:role/team/p"
+	ctx := context.Background()
+	client := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "open", Annotations: map[string]string{AllowedRolesAnnotation: "arn:aws:iam::111111111111:role/team/*"}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "open", Name: "sa", Annotations: map[string]string{RoleAnnotation: roleA}}},
+	)
+	clk := clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))
+	r := NewRoleResolver(kubeclientset.Wrap(client), clk, time.Minute, "sts.amazonaws.com", time.Hour, nil)
+	own := Pod{Namespace: "open", Name: "p", ServiceAccount: "sa"}
+
+	d := r.Decide(ctx, own)
+	if d.Err != nil || d.Key.RoleARN != roleA || !d.Until.Equal(clk.Now().Add(time.Minute)) {
+		t.Fatalf("decision %+v, want role %s until %s", d, roleA, clk.Now().Add(time.Minute))
+	}
+	// The namespace is read 30 s later, so a decision that rests on both
+	// holds only until the ServiceAccount's answer expires.
+	clk.Step(30 * time.Second)
+	choosing := own
+	choosing.RoleARN = picked
+	if d := r.Decide(ctx, choosing); d.Err != nil || !d.Until.Equal(clk.Now().Add(30*time.Second)) {
+		t.Fatalf("decision %+v, want it to hold until the ServiceAccount's answer expires, %s", d, clk.Now().Add(30*time.Second))
+	}
+	sa, err := client.CoreV1().ServiceAccounts("open").Get(ctx, "sa", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa.Annotations[RoleAnnotation] = roleB
+	if _, err := client.CoreV1().ServiceAccounts("open").Update(ctx, sa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(30*time.Second - time.Nanosecond) // the last instant Until vouches for
+	if d := r.Decide(ctx, own); d.Key.RoleARN != roleA {
+		t.Fatalf("before Until the decision changed to %s", d.Key.RoleARN)
+	}
+	clk.Step(time.Nanosecond)
+	if d := r.Decide(ctx, own); d.Err != nil || d.Key.RoleARN != roleB {
+		t.Fatalf("at Until the decision is %+v, want the changed role %s", d, roleB)
+	}
+	// A refusal is never to be kept.
+	if d := r.Decide(ctx, Pod{Namespace: "open", Name: "q", ServiceAccount: "ghost"}); d.Err == nil || !d.Until.IsZero() {
+		t.Fatalf("a refused decision has Until %s (err %v), want zero", d.Until, d.Err)
+	}
 }
