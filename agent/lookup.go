@@ -44,8 +44,14 @@ type waiter struct {
 // pod has ip. It waits for nothing, and on a miss with register set returns
 // the waiter to wait on, which the caller must release.
 func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, found bool, w *waiter, err error) {
+	if hot := idx.hot.Load(); hot != nil {
+		if p := (*hot)[ip]; p != nil {
+			return p, true, nil, nil // the hot path: no lock
+		}
+	}
 	idx.mu.RLock()
 	pods := idx.byIP[ip]
+	idx.copyHotLocked()
 	idx.mu.RUnlock()
 	switch len(pods) {
 	case 1:
@@ -72,6 +78,23 @@ func (idx *PodIndex) indexed(ip netip.Addr, register bool) (p *Pod, found bool, 
 	}
 	w.n++
 	return nil, false, w, nil
+}
+
+// copyHotLocked copies byIP's single-pod addresses into hot if a writer has
+// dropped it. It runs under the read lock: no writer can change byIP
+// between the copy and its store, and a writer that runs after stores nil
+// again.
+func (idx *PodIndex) copyHotLocked() {
+	if idx.hot.Load() != nil {
+		return
+	}
+	hot := make(map[netip.Addr]*Pod, len(idx.byIP))
+	for ip, pods := range idx.byIP {
+		if len(pods) == 1 {
+			hot[ip] = pods[0]
+		}
+	}
+	idx.hot.CompareAndSwap(nil, &hot)
 }
 
 // release ends one request's wait on w; the last one out removes it (unless

@@ -157,3 +157,41 @@ func (c *listCounter) lists() int {
 	defer c.mu.Unlock()
 	return c.n
 }
+
+// Requests read the index's addresses from a copy that takes no lock. Every
+// change the informer makes must reach the next request: a pod that starts
+// terminating, is deleted, or comes to share its address with another (IP
+// reuse) is never served from the copy taken before.
+func TestTheLockFreeCopyOfTheIndexFollowsEveryChange(t *testing.T) {
+	idx := NewPodIndex(kubeclientset.Wrap(fake.NewClientset()), "node-a", time.Millisecond, zap.NewNop(), metrics.New(prometheus.NewRegistry()), nil)
+	ip := netip.MustParseAddr("10.0.0.1")
+	is := func(step, want string) {
+		t.Helper()
+		for range 3 { // the first read may copy; the rest read the copy
+			p, found, _, err := idx.indexed(ip, false)
+			got := "none"
+			switch {
+			case err != nil:
+				got = "ambiguous"
+			case found:
+				got = p.Name
+			}
+			if got != want {
+				t.Fatalf("%s: the index answers %s, want %s", step, got, want)
+			}
+		}
+	}
+	idx.upsert(runningPod("old", "uid-1", "10.0.0.1"))
+	is("a running pod", "old")
+	idx.upsert(runningPod("new", "uid-2", "10.0.0.1"))
+	is("its address reused before it is gone", "ambiguous")
+	deleting := runningPod("old", "uid-1", "10.0.0.1")
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	idx.upsert(deleting)
+	is("the old pod terminating", "new")
+	idx.remove(runningPod("new", "uid-2", "10.0.0.1"))
+	is("the new pod deleted", "none")
+	idx.upsert(runningPod("third", "uid-3", "10.0.0.1"))
+	is("a third pod", "third")
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,6 +53,12 @@ type PodIndex struct {
 	// that remain share a budget of their own (lookup.go).
 	misses    *missCache
 	apiBudget *rate.Limiter
+
+	// hot is byIP's addresses that one pod has, copied for requests to
+	// read without a lock; nil once a writer has changed byIP, until the
+	// next request that needs it copies it again (under the read lock, so
+	// no writer runs meanwhile). A burst of informer events costs one copy.
+	hot atomic.Pointer[map[netip.Addr]*Pod]
 
 	// mu guards the maps. Writers are informer callbacks; readers are
 	// requests. Each *Pod is immutable.
@@ -186,6 +193,7 @@ func (idx *PodIndex) upsert(obj any) {
 	}
 	p := podFromObject(o)
 	idx.mu.Lock()
+	idx.hot.Store(nil)
 	if old := idx.byUID[p.UID]; old != nil {
 		idx.unindexLocked(old)
 	}
@@ -218,6 +226,7 @@ func (idx *PodIndex) remove(obj any) {
 		return
 	}
 	idx.mu.Lock()
+	idx.hot.Store(nil)
 	if old := idx.byUID[o.UID]; old != nil {
 		idx.unindexLocked(old)
 		delete(idx.byUID, o.UID)

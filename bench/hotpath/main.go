@@ -40,8 +40,14 @@ import (
 func main() {
 	agentBin := flag.String("agent", "bin/podcreds", "podcreds binary")
 	pods := flag.Int("pods", 32, "pods (source addresses) on the node")
-	rounds := flag.Int("rounds", 5, "interleaved rounds per target")
-	round := flag.Duration("round", 2*time.Second, "length of one round")
+	// Many short rounds rather than a few long ones: on a shared machine a
+	// round's CPU per response moves by a tenth with the neighbours' load,
+	// and the paired ratio's median steadies with the number of pairs.
+	rounds := flag.Int("rounds", 15, "interleaved rounds per target")
+	round := flag.Duration("round", time.Second, "length of one round")
+	// The noisy-neighbour rounds stay long: each starts its neighbour anew.
+	noisyRounds := flag.Int("noisy-rounds", 5, "interleaved rounds per noisy-neighbour target")
+	noisyRound := flag.Duration("noisy-round", 2*time.Second, "length of one noisy-neighbour round")
 	conc := flag.Int("concurrency", 4, "concurrent client connections")
 	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
 	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
@@ -72,13 +78,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, *split, load); err != nil {
+	nr := noisyRun{rounds: *noisyRounds, round: *noisyRound, load: load, split: *split}
+	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, nr); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy, split bool, load neighbourLoad) error {
+// noisyRun is how the noisy-neighbour rows run.
+type noisyRun struct {
+	rounds int
+	round  time.Duration
+	load   neighbourLoad
+	split  bool
+}
+
+func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool, nr noisyRun) error {
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -117,7 +132,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		return err
 	}
 	if onlyNoisy {
-		return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load, split)
+		return runNoisy(ctx, env, agentBin, kubeconfig, nr.rounds, nr.round, nr.load, nr.split)
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agent, agentLog, err := startAgent(ctx, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
@@ -229,7 +244,9 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	}
 	for i := 0; i < len(all); i += 2 {
 		r := loadgen.Compare(all[i+1].Summary(), all[i].Summary())
-		fmt.Printf("ratio %s/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx, server CPU per response %.2fx\n", all[i+1].Name, all[i].Config.Mode(), r.RPS, r.P50, r.P99, r.CPU)
+		p := loadgen.PairedCPU(all[i+1], all[i])
+		fmt.Printf("ratio %s/bare (%s): req/s %.2fx, p50 %.2fx, p99 %.2fx, server CPU per response %.2fx (paired rounds: median %.2fx, quartiles %.2f-%.2fx, %d pairs)\n",
+			all[i+1].Name, all[i].Config.Mode(), r.RPS, r.P50, r.P99, r.CPU, p.Median, p.Q1, p.Q3, p.Rounds)
 	}
 	if errs := errorsIn(all); errs > 0 {
 		return fmt.Errorf("%d requests failed during the run", errs)
@@ -237,7 +254,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if !noisy {
 		return nil
 	}
-	return runNoisy(ctx, env, agentBin, kubeconfig, rounds, round, load, split)
+	return runNoisy(ctx, env, agentBin, kubeconfig, nr.rounds, nr.round, nr.load, nr.split)
 }
 
 // warm requests credentials once from every pod, so the rounds measure the

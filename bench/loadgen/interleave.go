@@ -135,6 +135,44 @@ func Compare(a, b Summary) Ratio {
 	}
 }
 
+// Spread is the distribution of a per-round ratio: its median and quartiles
+// over the rounds that have it.
+type Spread struct {
+	Median, Q1, Q3 float64
+	Rounds         int
+}
+
+// PairedCPU compares a's server CPU per response with b's round by round:
+// Interleave runs round r of a and of b next to each other, so on a shared
+// machine the two rounds of a pair meet the same neighbours, and the ratio
+// within a pair is steadier than the ratio of the two medians. Rounds where
+// either has no CPU figure are left out.
+func PairedCPU(a, b Series) Spread {
+	var ratios []float64
+	for i := range min(len(a.Results), len(b.Results)) {
+		x, y := a.Results[i].CPUPerResponse(), b.Results[i].CPUPerResponse()
+		if x > 0 && y > 0 {
+			ratios = append(ratios, float64(x)/float64(y))
+		}
+	}
+	if len(ratios) == 0 {
+		return Spread{}
+	}
+	slices.Sort(ratios)
+	return Spread{Median: median(ratios), Q1: quantile(ratios, 0.25), Q3: quantile(ratios, 0.75), Rounds: len(ratios)}
+}
+
+// quantile returns the q-quantile of sorted xs, interpolating linearly
+// between the two nearest ranks.
+func quantile(sorted []float64, q float64) float64 {
+	pos := q * float64(len(sorted)-1)
+	lo := int(pos)
+	if lo+1 >= len(sorted) {
+		return sorted[len(sorted)-1]
+	}
+	return sorted[lo] + (pos-float64(lo))*(sorted[lo+1]-sorted[lo])
+}
+
 func div(a, b float64) float64 {
 	if b == 0 {
 		return 0

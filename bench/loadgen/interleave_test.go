@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -192,5 +193,23 @@ func TestInterleaveSamplesServerCPUAroundEachRound(t *testing.T) {
 		if got := series[i].Summary().CPUPerResponse; got != want {
 			t.Errorf("%s: CPU per response %s, want %s", series[i].Name, got, want)
 		}
+	}
+}
+
+func TestPairedCPUComparesRoundsOfAPair(t *testing.T) {
+	round := func(cpu time.Duration) Result { return Result{Requests: 1000, ServerCPU: cpu} }
+	// b drifts 10x over the run; a is 1.1x b in every round but one. The
+	// ratio of the medians mixes the drift in; the paired ratio does not.
+	a := Series{Results: []Result{round(11 * time.Millisecond), round(110 * time.Millisecond), round(55 * time.Millisecond), round(22 * time.Millisecond), round(0)}}
+	b := Series{Results: []Result{round(10 * time.Millisecond), round(100 * time.Millisecond), round(50 * time.Millisecond), round(10 * time.Millisecond), round(10 * time.Millisecond)}}
+	got := PairedCPU(a, b)
+	if got.Rounds != 4 {
+		t.Fatalf("%d rounds, want 4 (a round without a CPU figure is left out)", got.Rounds)
+	}
+	if math.Abs(got.Median-1.1) > 1e-9 || math.Abs(got.Q1-1.1) > 1e-9 || math.Abs(got.Q3-1.375) > 1e-9 {
+		t.Fatalf("spread %+v, want median 1.1, Q1 1.1, Q3 1.375", got)
+	}
+	if (PairedCPU(Series{}, b) != Spread{}) {
+		t.Fatal("a series without rounds has a spread")
 	}
 }
