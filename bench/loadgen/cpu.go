@@ -17,18 +17,67 @@ type CPUSampler func() (time.Duration, error)
 // 100 on every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// ProcessCPU samples pid's utime+stime from /proc/<pid>/stat, the figures the
-// kernel accounts to the process itself (every thread, none of its
-// children). Its resolution is 10 ms: rounds should take a second or more.
+// ProcessCPU samples the CPU time pid has run so far, in nanoseconds: the
+// sum over its threads of the scheduler's own count of time on a CPU
+// (/proc/<pid>/task/<tid>/schedstat, user and system time together). The
+// utime+stime of /proc/<pid>/stat count 10 ms ticks, which is a tenth of a
+// paced one-second round's CPU; a thread that exits between two samples
+// takes its time with it, which the Go runtime's threads, parked rather
+// than ended, do not. Where schedstat is missing it falls back to the
+// ticks.
 func ProcessCPU(pid int) CPUSampler {
-	path := fmt.Sprintf("/proc/%d/stat", pid)
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	tasks := fmt.Sprintf("/proc/%d/task", pid)
 	return func() (time.Duration, error) {
-		b, err := os.ReadFile(path)
+		if d, err := threadsCPU(tasks); err == nil {
+			return d, nil
+		}
+		b, err := os.ReadFile(stat)
 		if err != nil {
 			return 0, err
 		}
 		return parseStatCPU(string(b))
 	}
+}
+
+// threadsCPU sums the first field of every thread's schedstat under dir.
+func threadsCPU(dir string) (time.Duration, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum time.Duration
+	read := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread has just exited
+		}
+		d, err := parseSchedstat(string(b))
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+		read++
+	}
+	if read == 0 {
+		return 0, fmt.Errorf("loadgen: no thread schedstat under %s", dir)
+	}
+	return sum, nil
+}
+
+// parseSchedstat reads the time on a CPU, in nanoseconds, that starts a
+// schedstat line ("<on cpu ns> <waiting ns> <timeslices>").
+func parseSchedstat(line string) (time.Duration, error) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return 0, fmt.Errorf("loadgen: schedstat line %q does not have 3 fields", line)
+	}
+	ns, err := strconv.ParseUint(f[0], 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("loadgen: schedstat line %q: %w", line, err)
+	}
+	return time.Duration(ns), nil
 }
 
 // parseStatCPU reads utime and stime (fields 14 and 15) of a /proc/<pid>/stat

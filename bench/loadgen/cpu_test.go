@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -17,6 +19,37 @@ func TestParseStatCPU(t *testing.T) {
 		if _, err := parseStatCPU(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	if got, err := parseSchedstat("349413478 629324 36\n"); err != nil || got != 349413478 {
+		t.Fatalf("got %d, %v; want 349413478 ns", got, err)
+	}
+	for _, bad := range []string{"", "1 2", "x 2 3", "-1 2 3", "1 2 3 4"} {
+		if _, err := parseSchedstat(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// The threads' schedstat counts the time on a CPU exactly (a running
+// thread's count lags by at most a scheduler tick).
+func TestThreadsCPUSeesMillisecondsOfWork(t *testing.T) {
+	dir := fmt.Sprintf("/proc/%d/task", os.Getpid())
+	before, err := threadsCPU(dir)
+	if err != nil {
+		t.Fatalf("no thread schedstat on this kernel (CONFIG_SCHED_INFO; ProcessCPU would fall back to 10 ms ticks): %v", err)
+	}
+	for start := time.Now(); time.Since(start) < 60*time.Millisecond; {
+	}
+	runtime.Gosched() // a scheduling event brings the running thread's count up to date
+	after, err := threadsCPU(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 40*time.Millisecond || d > 10*time.Second {
+		t.Errorf("threads' CPU time moved by %s over 60 ms of spinning", d)
 	}
 }
 
