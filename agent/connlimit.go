@@ -167,8 +167,6 @@ func (l *connListener) openBy(ip netip.Addr) int {
 	return l.byAddr[ip]
 }
 
-// connSource is the connection's source address, spelled as remoteIP spells
-// it, without allocating.
 // connKey is the context key under which the agent's servers keep a
 // request's *limitedConn (connContext), so a request finds its source
 // address parsed already.
@@ -182,6 +180,8 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
+// connSource is the connection's source address, spelled as remoteIP spells
+// it, without allocating.
 func connSource(c net.Conn) (netip.Addr, bool) {
 	ta, ok := c.RemoteAddr().(*net.TCPAddr)
 	if !ok {

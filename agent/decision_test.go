@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -60,12 +61,12 @@ func TestAKeptRoleDecisionEndsWithTheServiceAccountAnswer(t *testing.T) {
 	h := &containerHandler{a: a, hosts: hosts, stats: newEndpointStats(m, "container")}
 	served := func() string {
 		t.Helper()
-		w := &recordingWriter{h: http.Header{}}
+		w := httptest.NewRecorder()
 		h.ServeHTTP(w, hitRequest())
-		if w.code != http.StatusOK {
-			t.Fatalf("answered %d: %s", w.code, w.body)
+		if w.Code != http.StatusOK {
+			t.Fatalf("answered %d: %s", w.Code, w.Body)
 		}
-		return string(w.body)
+		return w.Body.String()
 	}
 	pod := a.index.Pod("uid-1")
 
@@ -114,20 +115,4 @@ func TestAKeptRoleDecisionEndsWithTheServiceAccountAnswer(t *testing.T) {
 	if fetched[len(fetched)-1] != roleB || slices.Index(fetched, roleB) != len(fetched)-1 {
 		t.Fatalf("fetched %v, want role b once, last", fetched)
 	}
-}
-
-type recordingWriter struct {
-	h    http.Header
-	code int
-	body []byte
-}
-
-func (w *recordingWriter) Header() http.Header  { return w.h }
-func (w *recordingWriter) WriteHeader(code int) { w.code = code }
-func (w *recordingWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	w.body = append(w.body, b...)
-	return len(b), nil
 }

@@ -22,7 +22,6 @@ import (
 type sourceLimiter struct {
 	interval  int64 // nanoseconds per token (1/rate)
 	tolerance int64 // nanoseconds of credit a full bucket holds: burst tokens
-	wait      time.Duration
 
 	// buckets maps netip.Addr to *bucket. sync.Map suits this: each key is
 	// written once and then read on every request from that address.
@@ -47,7 +46,6 @@ func newSourceLimiter(perSecond float64, burst int) *sourceLimiter {
 	return &sourceLimiter{
 		interval:  interval,
 		tolerance: satMul(interval, int64(max(burst, 1))),
-		wait:      time.Duration(float64(time.Second) / perSecond),
 	}
 }
 
@@ -77,7 +75,7 @@ func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) error {
 		tat := b.tat.Load()
 		next := max(tat, t) + l.interval
 		if next-t > l.tolerance {
-			return failure.TooManyRequests(l.wait)
+			return failure.TooManyRequests(time.Duration(l.interval)) // a token's time
 		}
 		if b.tat.CompareAndSwap(tat, next) {
 			return nil

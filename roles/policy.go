@@ -75,10 +75,9 @@ func (r *RoleResolver) allowedRoles(ctx context.Context, namespace string, d *De
 	}
 }
 
-// earlier returns the earlier of a and b, a zero time counting as "no bound
-// yet" only for a (b is an answer's expiry, never zero once stored).
+// earlier returns the earlier of a and b.
 func earlier(a, b time.Time) time.Time {
-	if a.IsZero() || b.Before(a) {
+	if b.Before(a) {
 		return b
 	}
 	return a

@@ -133,9 +133,14 @@ type Decision struct {
 	Until time.Time
 }
 
-// Decide is Resolve with the provenance of its answer.
+// Decide is Resolve with the provenance of its answer. Only a successful
+// decision has an Until, so only one is ever kept by a caller.
 func (r *RoleResolver) Decide(ctx context.Context, pod Pod) Decision {
-	return decided(r.decide(ctx, pod))
+	d := r.decide(ctx, pod)
+	if d.Err != nil {
+		d.Until = time.Time{}
+	}
+	return d
 }
 
 func (r *RoleResolver) decide(ctx context.Context, pod Pod) Decision {
@@ -181,15 +186,6 @@ func (r *RoleResolver) decide(ctx context.Context, pod Pod) Decision {
 		return d
 	}
 	d.Err = r.resolveTarget(ctx, pod, &d)
-	return d
-}
-
-// decided returns d with Until zeroed if it is a refusal, so only a
-// successful decision is ever kept by a caller.
-func decided(d Decision) Decision {
-	if d.Err != nil {
-		d.Until = time.Time{}
-	}
 	return d
 }
 
