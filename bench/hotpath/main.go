@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,27 +38,42 @@ import (
 	"github.com/podcreds/podcreds/internal/testkit/testenv"
 )
 
+// options is what a run measures and how, from the flags.
+type options struct {
+	agentBin         string
+	pods, rounds     int
+	round            time.Duration
+	conc, pacedRate  int
+	pin, together    bool
+	onlyTogether     bool
+	noisy, onlyNoisy bool
+	nr               noisyRun
+}
+
 func main() {
-	agentBin := flag.String("agent", "bin/podcreds", "podcreds binary")
-	pods := flag.Int("pods", 32, "pods (source addresses) on the node")
+	var o options
+	flag.StringVar(&o.agentBin, "agent", "bin/podcreds", "podcreds binary")
+	flag.IntVar(&o.pods, "pods", 32, "pods (source addresses) on the node")
 	// Many short rounds rather than a few long ones: on a shared machine a
 	// round's CPU per response moves by a tenth with the neighbours' load,
 	// and the paired ratio's median steadies with the number of pairs.
-	rounds := flag.Int("rounds", 15, "interleaved rounds per target")
-	round := flag.Duration("round", time.Second, "length of one round")
+	flag.IntVar(&o.rounds, "rounds", 15, "rounds per target")
+	flag.DurationVar(&o.round, "round", time.Second, "length of one round")
 	// The noisy-neighbour rounds stay long: each starts its neighbour anew.
-	noisyRounds := flag.Int("noisy-rounds", 5, "interleaved rounds per noisy-neighbour target")
-	noisyRound := flag.Duration("noisy-round", 2*time.Second, "length of one noisy-neighbour round")
-	conc := flag.Int("concurrency", 4, "concurrent client connections")
+	flag.IntVar(&o.nr.rounds, "noisy-rounds", 5, "interleaved rounds per noisy-neighbour target")
+	flag.DurationVar(&o.nr.round, "noisy-round", 2*time.Second, "length of one noisy-neighbour round")
+	flag.IntVar(&o.conc, "concurrency", 4, "concurrent client connections")
 	serveNeighbourAt := flag.String("serve-neighbour", "", "internal: be the noisy neighbour of the agent at this address")
 	neighbourIP := flag.String("neighbour-ip", "", "internal: the noisy neighbour's pod address")
-	var load neighbourLoad
-	flag.IntVar(&load.conns, "neighbour-conns", defaultNeighbour.conns, "connections the noisy neighbour opens and holds (0: none)")
-	flag.IntVar(&load.flood, "neighbour-flood", defaultNeighbour.flood, "requests/s the noisy neighbour floods with (0: none)")
-	noisy := flag.Bool("noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
-	onlyNoisy := flag.Bool("only-noisy", false, "measure only the victim beside the noisy neighbour")
-	split := flag.Bool("noisy-split", true, "beside the noisy neighbour, also measure its hoarding and its flood apart (with the kernel cap)")
-	pacedRate := flag.Int("paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
+	flag.IntVar(&o.nr.load.conns, "neighbour-conns", defaultNeighbour.conns, "connections the noisy neighbour opens and holds (0: none)")
+	flag.IntVar(&o.nr.load.flood, "neighbour-flood", defaultNeighbour.flood, "requests/s the noisy neighbour floods with (0: none)")
+	flag.BoolVar(&o.noisy, "noisy", true, "also measure a victim pod beside a noisy neighbour (an agent with the default limits)")
+	flag.BoolVar(&o.onlyNoisy, "only-noisy", false, "measure only the victim beside the noisy neighbour")
+	flag.BoolVar(&o.nr.split, "noisy-split", true, "beside the noisy neighbour, also measure its hoarding and its flood apart (with the kernel cap)")
+	flag.BoolVar(&o.together, "together", true, "also compare CPU per response with the agent and the bare server under load at the same time")
+	flag.BoolVar(&o.onlyTogether, "only-together", false, "compare only with the agent and the bare server under load at the same time")
+	flag.BoolVar(&o.pin, "pin", true, "run the servers measured on the upper half of the CPUs and the load generator on the lower half (needs two CPUs)")
+	flag.IntVar(&o.pacedRate, "paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
 	flag.Parse()
@@ -70,7 +86,7 @@ func main() {
 		return
 	}
 	if *serveNeighbourAt != "" {
-		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP, load); err != nil {
+		if err := serveNeighbour(*serveNeighbourAt, *neighbourIP, o.nr.load); err != nil {
 			fmt.Fprintln(os.Stderr, "neighbour:", err)
 			os.Exit(1)
 		}
@@ -78,8 +94,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nr := noisyRun{rounds: *noisyRounds, round: *noisyRound, load: load, split: *split}
-	if err := run(ctx, *agentBin, *pods, *rounds, *round, *conc, *pacedRate, *noisy, *onlyNoisy, nr); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "hotpath:", err)
 		os.Exit(1)
 	}
@@ -93,7 +108,9 @@ type noisyRun struct {
 	split  bool
 }
 
-func run(ctx context.Context, agentBin string, pods, rounds int, round time.Duration, conc, pacedRate int, noisy, onlyNoisy bool, nr noisyRun) error {
+func run(ctx context.Context, o options) error {
+	agentBin, pods, rounds, round, conc, pacedRate := o.agentBin, o.pods, o.rounds, o.round, o.conc, o.pacedRate
+	nr := o.nr
 	agentBin, err := filepath.Abs(agentBin)
 	if err != nil {
 		return err
@@ -131,11 +148,22 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if err := env.WriteKubeconfig(kubeconfig, ""); err != nil {
 		return err
 	}
-	if onlyNoisy {
+	if o.onlyNoisy {
 		return runNoisy(ctx, env, agentBin, kubeconfig, nr.rounds, nr.round, nr.load, nr.split)
 	}
+	var pin *cpuSplit
+	if o.pin {
+		s, err := splitCPUs()
+		if err != nil {
+			return err
+		}
+		if err := pinProcess(s.rest); err != nil {
+			return err
+		}
+		pin = &s
+	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	agent, agentLog, err := startAgent(ctx, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
+	agent, agentLog, err := startAgent(ctx, pin, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--imds-listen="+imdsAddr, "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=warn",
 		// Every defence runs, but the per-address limit (50/s by default)
@@ -166,7 +194,7 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		addr string
 		size int
 	}{{bareAddr, len(body)}, {bareIMDSAddr, len(imdsBody.creds)}} {
-		pid, stop, err := startBare(ctx, b.addr, b.size)
+		pid, stop, err := startBare(ctx, pin, b.addr, b.size)
 		if err != nil {
 			return err
 		}
@@ -230,7 +258,13 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 			}})
 		}
 	}
+	if o.onlyTogether {
+		targets = nil
+	}
 	fmt.Printf("hot path: %d pods, %d rounds x %s per target, %d connections, body %d bytes\n", pods, rounds, round, conc, len(body))
+	if pin != nil {
+		fmt.Printf("servers on CPUs %s, load generator on CPUs %s\n", cpuList(pin.servers), cpuList(pin.rest))
+	}
 	var all []loadgen.Series
 	for i := 0; i < len(targets); i += 2 {
 		series, err := loadgen.Interleave(ctx, rounds, targets[i:i+2])
@@ -239,7 +273,26 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 		}
 		all = append(all, series...)
 	}
-	if err := loadgen.FormatTable(os.Stdout, "bare", all); err != nil {
+	// The same two comparisons with both servers under load at once (see
+	// loadgen.Together): the steadier measure of CPU per response on a
+	// shared machine.
+	if o.together || o.onlyTogether {
+		for _, keepAlive := range []bool{true, false} {
+			var pair []loadgen.Target
+			for _, t := range []struct{ name, url string }{{"bare", "http://" + bareAddr + "/"}, {"podcreds", url}} {
+				pair = append(pair, loadgen.Target{Name: t.name + " (together)", CPU: cpuOf(t.name, false), Config: loadgen.Config{
+					URL: t.url, Sources: sources, KeepAlive: keepAlive, Concurrency: conc,
+					Duration: round, ExpectBodyLen: len(body),
+				}})
+			}
+			series, err := loadgen.Together(ctx, rounds, pair)
+			if err != nil {
+				return err
+			}
+			all = append(all, series...)
+		}
+	}
+	if err := loadgen.FormatTable(os.Stdout, all[0].Name, all); err != nil {
 		return err
 	}
 	for i := 0; i < len(all); i += 2 {
@@ -251,8 +304,14 @@ func run(ctx context.Context, agentBin string, pods, rounds int, round time.Dura
 	if errs := errorsIn(all); errs > 0 {
 		return fmt.Errorf("%d requests failed during the run", errs)
 	}
-	if !noisy {
+	if !o.noisy || o.onlyTogether {
 		return nil
+	}
+	// The noisy-neighbour rows measure latency on the whole machine.
+	if pin != nil {
+		if err := pinProcess(pin.all); err != nil {
+			return err
+		}
 	}
 	return runNoisy(ctx, env, agentBin, kubeconfig, nr.rounds, nr.round, nr.load, nr.split)
 }
@@ -278,13 +337,14 @@ func warm(ctx context.Context, url string, sources []netip.Addr) ([]byte, error)
 	return body, nil
 }
 
-// startAgent runs the agent binary with args and waits until its health
-// address says it is ready. The returned log holds its output.
-func startAgent(ctx context.Context, bin, healthAddr string, args ...string) (*proc.Process, *bytes.Buffer, error) {
+// startAgent runs the agent binary with args (on pin's server CPUs unless
+// pin is nil) and waits until its health address says it is ready. The
+// returned log holds its output.
+func startAgent(ctx context.Context, pin *cpuSplit, bin, healthAddr string, args ...string) (*proc.Process, *bytes.Buffer, error) {
 	cmd := exec.Command(bin, append([]string{"agent"}, args...)...)
 	log := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
-	p, err := proc.Start(cmd, nil)
+	p, err := startOn(pin, cmd)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -331,16 +391,30 @@ func imdsSession(ctx context.Context, base string, ip netip.Addr) (http.Header, 
 	return h, a, err
 }
 
-// startBare runs the bare ceiling in its own process (this binary, re-run)
-// and returns its pid.
-func startBare(ctx context.Context, addr string, size int) (int, func(), error) {
+// startOn starts cmd on pin's server CPUs, or where this process runs if
+// pin is nil.
+func startOn(pin *cpuSplit, cmd *exec.Cmd) (*proc.Process, error) {
+	if pin == nil {
+		return proc.Start(cmd, nil)
+	}
+	var p *proc.Process
+	err := onCPUs(pin.servers, func() (err error) {
+		p, err = proc.Start(cmd, nil)
+		return err
+	})
+	return p, err
+}
+
+// startBare runs the bare ceiling in its own process (this binary, re-run,
+// on pin's server CPUs unless pin is nil) and returns its pid.
+func startBare(ctx context.Context, pin *cpuSplit, addr string, size int) (int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, nil, err
 	}
 	cmd := exec.Command(self, "-serve-bare="+addr, fmt.Sprintf("-body-size=%d", size))
 	cmd.Stderr = os.Stderr
-	p, err := proc.Start(cmd, nil)
+	p, err := startOn(pin, cmd)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -370,14 +444,31 @@ func errorsIn(series []loadgen.Series) int {
 	return n
 }
 
+// freeAddr returns a loopback address with a port free now and never
+// returned before: the kernel may hand a port just closed to the next
+// listener, and two of the agent's listeners given one address refuse to
+// start.
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
+
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 func waitOK(ctx context.Context, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)

@@ -61,7 +61,7 @@ func runNoisy(ctx context.Context, env *testenv.Env, agentBin, kubeconfig string
 		return err
 	}
 	agentAddr, healthAddr := freeAddr(), freeAddr()
-	p, agentLog, err := startAgent(ctx, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
+	p, agentLog, err := startAgent(ctx, nil, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,
 		"--listen="+agentAddr, "--ecs-listen=none", "--health-listen="+healthAddr, "--metrics-listen=",
 		"--sts-endpoint="+env.STSEndpoint, "--log-level=error")
 	if err != nil {
