@@ -16,8 +16,10 @@ import (
 
 // CredentialCache is what the agent needs of the credential cache.
 type CredentialCache interface {
-	// GetAt answers a request that read the real clock at now.
-	GetAt(ctx context.Context, key cache.Key, pod cache.PodRef, now time.Time) (*cache.Credentials, error)
+	// Ref returns key with its entry, for GetRefAt.
+	Ref(key cache.Key) cache.Ref
+	// GetRefAt answers a request that read the real clock at now.
+	GetRefAt(ctx context.Context, ref cache.Ref, pod cache.PodRef, now time.Time) (*cache.Credentials, error)
 	Acquire(key cache.Key, pod cache.PodRef)
 	Release(key cache.Key, uid types.UID)
 }

@@ -212,6 +212,12 @@ type limitedConn struct {
 	counted bool
 	closed  atomic.Bool
 
+	// What the connection's requests found before, so the next skips the
+	// lookups: its address's rate-limit bucket (sourceLimiter.allowFrom)
+	// and its pod (PodIndex.lookupFrom).
+	bucket atomic.Pointer[bucket]
+	pod    atomic.Pointer[podMemo]
+
 	// read and write are the pending deadlines, in unix nanoseconds (0:
 	// none), that the reaper applies to the socket once they have passed.
 	read, write atomic.Int64

@@ -3,6 +3,7 @@ package agent
 import (
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/podcreds/podcreds/cache"
@@ -59,25 +60,25 @@ func (h *containerHandler) credentials(r *http.Request, start time.Time) (*cache
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := h.a.resolve(r, pod, start)
+	ref, err := h.a.resolve(r, pod, start)
 	if err != nil {
 		return nil, pod, err
 	}
-	creds, err := h.a.cache.GetAt(r.Context(), key, pod.Ref(), start)
+	creds, err := h.a.cache.GetRefAt(r.Context(), ref, pod.Ref(), start)
 	return creds, pod, err
 }
 
 // identify finds the pod a request that arrived at start comes from by its
 // source address, after charging the address's rate limit.
 func (a *Agent) identify(r *http.Request, start time.Time) (*Pod, error) {
-	ip, ok := callerIP(r)
+	ip, c, ok := caller(r)
 	if !ok {
 		return nil, errRemote
 	}
-	if err := a.limiter.allow(ip, start); err != nil {
+	if err := a.limiter.allowFrom(c.bucketSlot(), ip, start); err != nil {
 		return nil, err
 	}
-	return a.index.Lookup(r.Context(), ip)
+	return a.index.lookupFrom(r.Context(), c.podSlot(), ip)
 }
 
 // identifyContainer identifies a container-endpoint caller, applying the
@@ -86,11 +87,11 @@ func (a *Agent) identifyContainer(r *http.Request, start time.Time) (*Pod, error
 	if a.opts.TokenMode == TokenOff || a.opts.Verifier == nil {
 		return a.identify(r, start)
 	}
-	ip, ok := callerIP(r)
+	ip, c, ok := caller(r)
 	if !ok {
 		return nil, errRemote
 	}
-	if err := a.limiter.allow(ip, start); err != nil {
+	if err := a.limiter.allowFrom(c.bucketSlot(), ip, start); err != nil {
 		return nil, err
 	}
 	token := presentedToken(r)
@@ -98,37 +99,38 @@ func (a *Agent) identifyContainer(r *http.Request, start time.Time) (*Pod, error
 		if a.opts.TokenMode == TokenRequired {
 			return nil, errTokenMissing
 		}
-		return a.index.Lookup(r.Context(), ip)
+		return a.index.lookupFrom(r.Context(), c.podSlot(), ip)
 	}
 	return a.identifyWithToken(r.Context(), ip, localIP(r), token)
 }
 
-// resolve returns the credentials key of pod's role decision, for a request
-// that arrived at start. If it is not the key the binder holds for the pod
-// (the ServiceAccount's role changed since), the pod is queued for
-// rebinding, so its new entry is kept and refreshed rather than fetched per
-// request.
+// resolve returns the credentials key of pod's role decision, with its
+// cache entry, for a request that arrived at start. If it is not the key the
+// binder holds for the pod (the ServiceAccount's role changed since), the
+// pod is queued for rebinding, so its new entry is kept and refreshed rather
+// than fetched per request.
 //
 // A decision whose key the binder holds is kept on the pod until the answers
 // it rests on expire (roles.Decision.Until): the decision could not change
 // before then, and neither does the binder's key for an unchanged pod. So a
 // pod's requests decide once per ServiceAccount TTL, and the rest read one
-// pointer.
-func (a *Agent) resolve(r *http.Request, pod *Pod, start time.Time) (cache.Key, error) {
+// pointer, which also holds the key's cache entry (cache.Ref).
+func (a *Agent) resolve(r *http.Request, pod *Pod, start time.Time) (cache.Ref, error) {
 	now := a.clockAt(start)
 	if d := pod.decision.Load(); d != nil && now.Before(d.until) {
-		return d.key, nil
+		return d.ref, nil
 	}
 	d := a.roles.Decide(r.Context(), pod.Subject())
 	if d.Err != nil {
-		return d.Key, d.Err
+		return cache.Ref{}, d.Err
 	}
+	ref := a.cache.Ref(d.Key)
 	if a.binder.holds(pod.UID, d.Key) {
-		pod.decision.Store(&podDecision{key: d.Key, until: d.Until})
+		pod.decision.Store(&podDecision{ref: ref, until: d.Until})
 	} else {
 		a.binder.enqueue(pod.UID)
 	}
-	return d.Key, nil
+	return ref, nil
 }
 
 // clockAt is the agent clock's reading for a request that arrived at start
@@ -144,10 +146,34 @@ func (a *Agent) clockAt(start time.Time) time.Time {
 // callerIP is the address r came from: its connection's, parsed once when the
 // listener accepted it (connlimit.go), or else r.RemoteAddr parsed.
 func callerIP(r *http.Request) (netip.Addr, bool) {
+	ip, _, ok := caller(r)
+	return ip, ok
+}
+
+// caller is callerIP with the connection, if it is one of the agent's
+// listeners' (nil otherwise).
+func caller(r *http.Request) (netip.Addr, *limitedConn, bool) {
 	if c, ok := r.Context().Value(connKey{}).(*limitedConn); ok {
-		return c.ip, true
+		return c.ip, c, true
 	}
-	return remoteIP(r.RemoteAddr)
+	ip, ok := remoteIP(r.RemoteAddr)
+	return ip, nil, ok
+}
+
+// bucketSlot and podSlot are where c keeps what its requests found (nil if
+// c is nil: a request from elsewhere looks up each time).
+func (c *limitedConn) bucketSlot() *atomic.Pointer[bucket] {
+	if c == nil {
+		return nil
+	}
+	return &c.bucket
+}
+
+func (c *limitedConn) podSlot() *atomic.Pointer[podMemo] {
+	if c == nil {
+		return nil
+	}
+	return &c.pod
 }
 
 // remoteIP parses net/http's RemoteAddr ("ip:port", "[ip%zone]:port").

@@ -87,7 +87,7 @@ func TestAKeptRoleDecisionEndsWithTheServiceAccountAnswer(t *testing.T) {
 		t.Fatalf("served %s, want role a's credentials", body)
 	}
 	d := pod.decision.Load()
-	if d == nil || d.key.RoleARN != roleA || !d.until.Equal(clk.Now().Add(30*time.Second)) {
+	if d == nil || d.ref.Key().RoleARN != roleA || !d.until.Equal(clk.Now().Add(30*time.Second)) {
 		t.Fatalf("kept decision %+v, want role a until the ServiceAccount answer expires", d)
 	}
 

@@ -158,13 +158,13 @@ func (h *imdsHandler) authorize(r *http.Request, pod *Pod, start time.Time) erro
 
 // serveIAM answers the iam/ paths for pod's role.
 func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start time.Time, pod *Pod, p string) {
-	key, err := h.a.resolve(r, pod, start)
+	ref, err := h.a.resolve(r, pod, start)
 	if err != nil {
 		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)
 		return
 	}
-	role := roleName(key.ServedRoleARN())
+	role := roleName(ref.Key().ServedRoleARN())
 	if p == imdsCredsPrefix || p+"/" == imdsCredsPrefix {
 		h.text(w, r, start, role)
 		return
@@ -173,7 +173,7 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 		writeError(w, r, h.a.logger, h.stats, start, errIMDSRole)
 		return
 	}
-	creds, err := h.a.cache.GetAt(r.Context(), key, pod.Ref(), start)
+	creds, err := h.a.cache.GetRefAt(r.Context(), ref, pod.Ref(), start)
 	if err != nil {
 		h.a.opts.Events.Failed(pod.Ref(), err)
 		writeError(w, r, h.a.logger, h.stats, start, err)
@@ -182,7 +182,7 @@ func (h *imdsHandler) serveIAM(w http.ResponseWriter, r *http.Request, start tim
 	h.a.opts.Events.Served(pod.UID)
 	body := creds.IMDSBody()
 	if p == imdsInfoPath {
-		body = infoBody(key.ServedRoleARN(), creds)
+		body = infoBody(ref.Key().ServedRoleARN(), creds)
 	}
 	hdr := w.Header()
 	hdr["Content-Type"] = textContentType // real IMDS labels JSON as text/plain

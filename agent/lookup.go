@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -106,6 +107,34 @@ func (idx *PodIndex) release(ip netip.Addr, w *waiter) {
 		delete(idx.waiters, ip)
 	}
 	idx.mu.Unlock()
+}
+
+// podMemo is the pod an address had in the index's lock-free copy hot: it
+// still has while the index holds that copy (a writer drops the copy).
+type podMemo struct {
+	hot *map[netip.Addr]*Pod
+	pod *Pod
+}
+
+// lookupFrom is Lookup for a request on a connection that keeps what its
+// address's last lookup found in memo (nil: none): while the index has not
+// changed since, that pod is the answer, with no map read.
+func (idx *PodIndex) lookupFrom(ctx context.Context, memo *atomic.Pointer[podMemo], ip netip.Addr) (*Pod, error) {
+	hot := idx.hot.Load()
+	if hot != nil && memo != nil {
+		if m := memo.Load(); m != nil && m.hot == hot {
+			return m.pod, nil
+		}
+	}
+	if hot != nil {
+		if p := (*hot)[ip]; p != nil {
+			if memo != nil {
+				memo.Store(&podMemo{hot: hot, pod: p})
+			}
+			return p, nil
+		}
+	}
+	return idx.Lookup(ctx, ip)
 }
 
 // Lookup returns the one identifiable pod on this node with address ip. An

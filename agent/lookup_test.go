@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,6 +193,45 @@ func TestTheLockFreeCopyOfTheIndexFollowsEveryChange(t *testing.T) {
 	is("the old pod terminating", "new")
 	idx.remove(runningPod("new", "uid-2", "10.0.0.1"))
 	is("the new pod deleted", "none")
+	idx.upsert(runningPod("third", "uid-3", "10.0.0.1"))
+	is("a third pod", "third")
+}
+
+// TestAConnectionsKeptPodFollowsTheIndex checks the pod a connection keeps
+// for its next request (lookupFrom): it is answered only while the index is
+// unchanged, so a reused, terminating or deleted address is seen at once by
+// a connection that was open before.
+func TestAConnectionsKeptPodFollowsTheIndex(t *testing.T) {
+	idx := NewPodIndex(kubeclientset.Wrap(fake.NewClientset()), "node-a", time.Millisecond, zap.NewNop(), metrics.New(prometheus.NewRegistry()), nil)
+	ip := netip.MustParseAddr("10.0.0.1")
+	var memo atomic.Pointer[podMemo]
+	is := func(step, want string) {
+		t.Helper()
+		for range 3 { // the first may look up and keep; the rest read what was kept
+			p, err := idx.lookupFrom(t.Context(), &memo, ip)
+			got := "refused"
+			if err == nil {
+				got = p.Name
+			}
+			if got != want {
+				t.Fatalf("%s: answered %s, want %s", step, got, want)
+			}
+		}
+	}
+	idx.upsert(runningPod("old", "uid-1", "10.0.0.1"))
+	is("a running pod", "old")
+	if memo.Load() == nil {
+		t.Fatal("nothing kept for the connection")
+	}
+	idx.upsert(runningPod("new", "uid-2", "10.0.0.1"))
+	is("its address reused before it is gone", "refused")
+	deleting := runningPod("old", "uid-1", "10.0.0.1")
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	idx.upsert(deleting)
+	is("the old pod terminating", "new")
+	idx.remove(runningPod("new", "uid-2", "10.0.0.1"))
+	is("the new pod deleted", "refused")
 	idx.upsert(runningPod("third", "uid-3", "10.0.0.1"))
 	is("a third pod", "third")
 }

@@ -41,9 +41,10 @@ type Pod struct {
 	decision atomic.Pointer[podDecision]
 }
 
-// podDecision is a kept role decision: the key, good until until.
+// podDecision is a kept role decision: the key with its cache entry, good
+// until until.
 type podDecision struct {
-	key   cache.Key
+	ref   cache.Ref
 	until time.Time
 }
 

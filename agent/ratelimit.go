@@ -59,20 +59,34 @@ func satMul(a, b int64) int64 {
 
 // allow takes a token for ip, or returns the 429 to answer.
 func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) error {
+	return l.allowFrom(nil, ip, now)
+}
+
+// allowFrom is allow for a request on a connection that keeps ip's bucket
+// in slot (nil: none), so its later requests skip the map. A bucket the
+// sweep dropped is marked swept and refuses every charge: the connection
+// then takes the address's current bucket, so an address never has two.
+func (l *sourceLimiter) allowFrom(slot *atomic.Pointer[bucket], ip netip.Addr, now time.Time) error {
 	if l == nil {
 		return nil
 	}
 	t := now.UnixNano()
-	v, ok := l.buckets.Load(ip)
-	if !ok {
-		nb := &bucket{}
-		nb.tat.Store(t) // full now, and not idle to a sweep that runs next
-		v, _ = l.buckets.LoadOrStore(ip, nb)
-		l.maybeSweep(now)
+	var b *bucket
+	if slot != nil {
+		b = slot.Load()
 	}
-	b := v.(*bucket)
 	for {
+		if b == nil {
+			b = l.bucketOf(ip, now)
+			if slot != nil {
+				slot.Store(b)
+			}
+		}
 		tat := b.tat.Load()
+		if tat == swept {
+			b = nil
+			continue
+		}
 		next := max(tat, t) + l.interval
 		if next-t > l.tolerance {
 			return failure.TooManyRequests(time.Duration(l.interval)) // a token's time
@@ -80,6 +94,27 @@ func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) error {
 		if b.tat.CompareAndSwap(tat, next) {
 			return nil
 		}
+	}
+}
+
+// swept is the arrival time of a bucket the sweep has dropped.
+const swept = math.MinInt64
+
+// bucketOf returns ip's bucket, made full at now if ip has none.
+func (l *sourceLimiter) bucketOf(ip netip.Addr, now time.Time) *bucket {
+	for {
+		v, ok := l.buckets.Load(ip)
+		if !ok {
+			nb := &bucket{}
+			nb.tat.Store(now.UnixNano()) // full now, and not idle to a sweep that runs next
+			v, _ = l.buckets.LoadOrStore(ip, nb)
+			l.maybeSweep(now)
+		}
+		b := v.(*bucket)
+		if b.tat.Load() != swept {
+			return b
+		}
+		l.buckets.CompareAndDelete(ip, b) // the sweep is deleting it
 	}
 }
 
@@ -95,9 +130,11 @@ func (l *sourceLimiter) maybeSweep(now time.Time) {
 	}
 	l.next = now.Add(time.Minute)
 	l.buckets.Range(func(k, v any) bool {
-		// Full again for a second: forgetting it changes nothing.
-		if now.UnixNano()-v.(*bucket).tat.Load() > int64(time.Second) {
-			l.buckets.Delete(k)
+		// Full again for a second: forgetting it changes nothing. It is
+		// marked first, so a connection that keeps it takes the new one.
+		b := v.(*bucket)
+		if tat := b.tat.Load(); tat != swept && now.UnixNano()-tat > int64(time.Second) && b.tat.CompareAndSwap(tat, swept) {
+			l.buckets.CompareAndDelete(k, b)
 		}
 		return true
 	})

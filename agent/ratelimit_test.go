@@ -78,3 +78,30 @@ func TestSourceLimiterGrantsExactlyTheBurstToRacingRequests(t *testing.T) {
 		t.Fatalf("%d granted a second after the burst at 10/s, want 10", later)
 	}
 }
+
+// A connection keeps its address's bucket (allowFrom). When the sweep drops
+// that bucket and another connection of the address starts a new one, the
+// first must charge the new one too: an address has one budget, however
+// many connections it opens and however long they stay.
+func TestAConnectionsKeptBucketIsNeverASecondBudget(t *testing.T) {
+	l := newSourceLimiter(1, 2)
+	ip := netip.MustParseAddr("10.0.0.1")
+	now := time.Unix(1000, 0)
+	var first, second atomic.Pointer[bucket]
+	if err := l.allowFrom(&first, ip, now); err != nil || first.Load() == nil {
+		t.Fatalf("first request: %v, kept bucket %v", err, first.Load())
+	}
+	later := now.Add(2 * time.Minute)
+	l.allow(netip.MustParseAddr("10.0.0.9"), later) // a new address: the sweep runs
+	for i := range 2 {
+		if err := l.allowFrom(&second, ip, later); err != nil {
+			t.Fatalf("request %d of the burst on a new connection refused: %v", i, err)
+		}
+	}
+	if err := l.allowFrom(&first, ip, later); err == nil {
+		t.Fatal("the old connection was granted a request past its address's burst: it charged the bucket the sweep dropped")
+	}
+	if first.Load() != second.Load() {
+		t.Error("the two connections keep different buckets for one address")
+	}
+}

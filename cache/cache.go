@@ -74,6 +74,9 @@ type entry struct {
 	// by Get: the refresh timer runs on the monotonic clock, which stops
 	// during a suspend, so a hit past refreshAt starts the refresh itself.
 	refreshAt atomic.Int64
+	// dropped is set once the entry has left the entries map: a Ref that
+	// still points at it must look its key up again.
+	dropped atomic.Bool
 
 	users   map[types.UID]user
 	userSeq uint64
@@ -150,6 +153,9 @@ func (c *Cache) lookup(key Key) *entry {
 // the first pod of a key arrives or the last one leaves. mu must be held.
 func (c *Cache) setEntryLocked(key Key, e *entry) {
 	old := *c.entries.Load()
+	if prev := old[key]; prev != nil && prev != e {
+		prev.dropped.Store(true) // a Ref to it looks the key up again
+	}
 	m := make(map[Key]*entry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -182,10 +188,40 @@ func (c *Cache) Get(ctx context.Context, key Key, pod PodRef) (*Credentials, err
 // real clock (a cache on another clock, in tests, reads its own). The hot
 // path so reads the time once per request.
 func (c *Cache) GetAt(ctx context.Context, key Key, pod PodRef, now time.Time) (*Credentials, error) {
+	return c.getAt(ctx, c.lookup(key), key, pod, now)
+}
+
+// Ref is a key and its entry as Cache.Ref found it, for a caller that asks
+// for the same key on every request (the agent keeps one per pod): GetRefAt
+// reads the entry through it instead of hashing the key, which has eight
+// strings. A Ref outlives its entry harmlessly: once the entry is dropped,
+// GetRefAt looks the key up as GetAt does.
+type Ref struct {
+	key Key
+	e   *entry
+}
+
+// Ref returns key with its entry as it is now (none if key has no entry).
+func (c *Cache) Ref(key Key) Ref { return Ref{key, c.lookup(key)} }
+
+// Key is the key ref was taken for.
+func (ref Ref) Key() Key { return ref.key }
+
+// GetRefAt is GetAt for ref's key, through ref's entry while it is held.
+func (c *Cache) GetRefAt(ctx context.Context, ref Ref, pod PodRef, now time.Time) (*Credentials, error) {
+	e := ref.e
+	if e == nil || e.dropped.Load() {
+		e = c.lookup(ref.key)
+	}
+	return c.getAt(ctx, e, ref.key, pod, now)
+}
+
+// getAt is GetAt once key's entry e (nil: none) has been looked up.
+func (c *Cache) getAt(ctx context.Context, e *entry, key Key, pod PodRef, now time.Time) (*Credentials, error) {
 	if !c.realClock {
 		now = c.clock.Now()
 	}
-	if e := c.lookup(key); e != nil {
+	if e != nil {
 		if cr := e.creds.Load(); cr != nil {
 			if c.serve(cr, now) {
 				if now.UnixNano() >= e.refreshAt.Load() {

@@ -306,3 +306,41 @@ func TestRefreshUsesNewestUser(t *testing.T) {
 		t.Errorf("prefetch as %s and refresh as %s; want pod-1 (the first user) and pod-2 (the newest still there)", recs[0].pod.Name, recs[1].pod.Name)
 	}
 }
+
+// TestARefReadsItsEntryUntilTheEntryIsDropped checks that a Ref serves its
+// entry's credentials, and that a Ref kept past its entry (the last user
+// released, the key acquired anew) serves the new entry's, never the
+// dropped one's.
+func TestARefReadsItsEntryUntilTheEntryIsDropped(t *testing.T) {
+	h := newHarness(t, Options{}, nil)
+	key, pod := testKey(1), testPod(1)
+	get := func(ref Ref) string {
+		t.Helper()
+		cr, err := h.c.GetRefAt(context.Background(), ref, pod, h.clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cr.AccessKeyID
+	}
+	if got := get(h.c.Ref(key)); got != "AKID0001" {
+		t.Fatalf("a Ref taken before the key has an entry served %s, want the first fetch's AKID0001", got)
+	}
+	h.c.Acquire(key, pod)
+	h.c.WaitIdle()
+	ref := h.c.Ref(key)
+	if ref.Key() != key {
+		t.Fatalf("Ref's key %+v, want %+v", ref.Key(), key)
+	}
+	if got := get(ref); got != "AKID0002" {
+		t.Fatalf("served %s through the Ref, want its entry's AKID0002", got)
+	}
+	h.c.Release(key, pod.UID)
+	h.c.Acquire(key, pod)
+	h.c.WaitIdle()
+	if got := get(ref); got != "AKID0003" {
+		t.Fatalf("a Ref to a dropped entry served %s, want the new entry's AKID0003", got)
+	}
+	if n := h.f.calls.Load(); n != 3 {
+		t.Errorf("%d fetches, want 3", n)
+	}
+}
