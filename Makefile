@@ -190,7 +190,7 @@ demo-any-cluster: build tools ## a self-managed cluster: publish its issuer (pod
 	$(GO) build -o bin/s3client ./examples/s3client
 	$(GO) run ./hack/demo --any-cluster --agent=bin/podcreds --client=bin/s3client
 
-bench: build tools ## hot path vs a bare net/http server (interleaved), plus handler and cache micro-benchmarks
+bench: build tools ## hot path vs a bare net/http server (interleaved and together), plus handler and cache micro-benchmarks
 	$(GO) build -o bin/hotpath ./bench/hotpath
 	bin/hotpath -agent bin/podcreds
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/ ./cache/

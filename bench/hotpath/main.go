@@ -1,9 +1,10 @@
 // Command hotpath measures podcreds' credential hot path against its ceiling:
 // a bare net/http server answering a JSON body of the same size. Both run as
-// their own processes; the load generator in this one hits them in
-// interleaved rounds (order alternating) from many pod addresses, with
-// keep-alive and with a new connection per request, and prints medians and
-// ratios measured side by side.
+// their own processes (on the upper half of the CPUs, with -pin); the load
+// generator in this one hits them from many pod addresses, with keep-alive
+// and with a new connection per request, in interleaved rounds (order
+// alternating) and in rounds where both are under load at once
+// (loadgen.Together), and prints medians and ratios measured side by side.
 //
 // The agent is the real binary against a real kube-apiserver and MinIO STS
 // (internal/testkit/testenv); its cache is warm before measuring, so the rounds
