@@ -16,6 +16,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -73,7 +74,7 @@ func main() {
 	flag.BoolVar(&o.nr.split, "noisy-split", true, "beside the noisy neighbour, also measure its hoarding and its flood apart (with the kernel cap)")
 	flag.BoolVar(&o.together, "together", true, "also compare CPU per response with the agent and the bare server under load at the same time")
 	flag.BoolVar(&o.onlyTogether, "only-together", false, "compare only with the agent and the bare server under load at the same time")
-	flag.BoolVar(&o.pin, "pin", true, "run the servers measured on the upper half of the CPUs and the load generator on the lower half (needs two CPUs)")
+	flag.BoolVar(&o.pin, "pin", true, "run the servers measured on the upper half of the CPUs and the load generator on the lower half (on a single CPU the run is not pinned)")
 	flag.IntVar(&o.pacedRate, "paced-rate", 2000, "also compare the container endpoint at this fixed total rate (requests/s; 0: not)")
 	serveBare := flag.String("serve-bare", "", "internal: serve the bare ceiling on this address with -body-size bytes")
 	bodySize := flag.Int("body-size", 0, "internal: bare body size")
@@ -155,13 +156,17 @@ func run(ctx context.Context, o options) error {
 	var pin *cpuSplit
 	if o.pin {
 		s, err := splitCPUs()
-		if err != nil {
+		switch {
+		case errors.Is(err, errOneCPU):
+			fmt.Printf("servers not pinned: %v\n", err) // measured all the same, on the one CPU
+		case err != nil:
 			return err
+		default:
+			if err := pinProcess(s.rest); err != nil {
+				return err
+			}
+			pin = &s
 		}
-		if err := pinProcess(s.rest); err != nil {
-			return err
-		}
-		pin = &s
 	}
 	agentAddr, imdsAddr, healthAddr, bareAddr, bareIMDSAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	agent, agentLog, err := startAgent(ctx, pin, agentBin, healthAddr, "--node-name="+node, "--kubeconfig="+kubeconfig,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -19,8 +20,12 @@ import (
 // round how many responses a server's wake-up finds.
 type cpuSplit struct{ servers, rest, all unix.CPUSet }
 
+// errOneCPU is splitCPUs' answer on a machine with a single CPU, where
+// nothing can run apart.
+var errOneCPU = errors.New("pinning needs two CPUs")
+
 // splitCPUs gives the servers the upper half of the CPUs this process may
-// run on and the rest the lower half. It fails with fewer than two CPUs.
+// run on and the rest the lower half. It fails with errOneCPU on one CPU.
 func splitCPUs() (cpuSplit, error) {
 	var all unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &all); err != nil {
@@ -33,7 +38,7 @@ func splitCPUs() (cpuSplit, error) {
 		}
 	}
 	if len(cpus) < 2 {
-		return cpuSplit{}, fmt.Errorf("pinning needs two CPUs, this process may use %d: run with -pin=false", len(cpus))
+		return cpuSplit{}, fmt.Errorf("%w: this process may use %d", errOneCPU, len(cpus))
 	}
 	s := cpuSplit{all: all}
 	for i, c := range cpus {
