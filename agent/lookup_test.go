@@ -159,6 +159,29 @@ func (c *listCounter) lists() int {
 	return c.n
 }
 
+// addressChanges are what the informer does to one address (10.0.0.1) over
+// a pod's life and its address's reuse, in order. After each, a reader of
+// the index's lock-free copy must answer what the index holds now: want is
+// the answer named by a pod's name, or by how the reader refuses.
+var addressChanges = []struct {
+	step   string
+	change func(*PodIndex)
+	// indexed is PodIndex.indexed's answer ("ambiguous", "none" or a
+	// name); lookup is lookupFrom's ("refused" or a name).
+	indexed, lookup string
+}{
+	{"a running pod", func(idx *PodIndex) { idx.upsert(runningPod("old", "uid-1", "10.0.0.1")) }, "old", "old"},
+	{"its address reused before it is gone", func(idx *PodIndex) { idx.upsert(runningPod("new", "uid-2", "10.0.0.1")) }, "ambiguous", "refused"},
+	{"the old pod terminating", func(idx *PodIndex) {
+		deleting := runningPod("old", "uid-1", "10.0.0.1")
+		now := metav1.Now()
+		deleting.DeletionTimestamp = &now
+		idx.upsert(deleting)
+	}, "new", "new"},
+	{"the new pod deleted", func(idx *PodIndex) { idx.remove(runningPod("new", "uid-2", "10.0.0.1")) }, "none", "refused"},
+	{"a third pod", func(idx *PodIndex) { idx.upsert(runningPod("third", "uid-3", "10.0.0.1")) }, "third", "third"},
+}
+
 // Requests read the index's addresses from a copy that takes no lock. Every
 // change the informer makes must reach the next request: a pod that starts
 // terminating, is deleted, or comes to share its address with another (IP
@@ -166,8 +189,8 @@ func (c *listCounter) lists() int {
 func TestTheLockFreeCopyOfTheIndexFollowsEveryChange(t *testing.T) {
 	idx := NewPodIndex(kubeclientset.Wrap(fake.NewClientset()), "node-a", time.Millisecond, zap.NewNop(), metrics.New(prometheus.NewRegistry()), nil)
 	ip := netip.MustParseAddr("10.0.0.1")
-	is := func(step, want string) {
-		t.Helper()
+	for _, c := range addressChanges {
+		c.change(idx)
 		for range 3 { // the first read may copy; the rest read the copy
 			p, found, _, err := idx.indexed(ip, false)
 			got := "none"
@@ -177,24 +200,11 @@ func TestTheLockFreeCopyOfTheIndexFollowsEveryChange(t *testing.T) {
 			case found:
 				got = p.Name
 			}
-			if got != want {
-				t.Fatalf("%s: the index answers %s, want %s", step, got, want)
+			if got != c.indexed {
+				t.Fatalf("%s: the index answers %s, want %s", c.step, got, c.indexed)
 			}
 		}
 	}
-	idx.upsert(runningPod("old", "uid-1", "10.0.0.1"))
-	is("a running pod", "old")
-	idx.upsert(runningPod("new", "uid-2", "10.0.0.1"))
-	is("its address reused before it is gone", "ambiguous")
-	deleting := runningPod("old", "uid-1", "10.0.0.1")
-	now := metav1.Now()
-	deleting.DeletionTimestamp = &now
-	idx.upsert(deleting)
-	is("the old pod terminating", "new")
-	idx.remove(runningPod("new", "uid-2", "10.0.0.1"))
-	is("the new pod deleted", "none")
-	idx.upsert(runningPod("third", "uid-3", "10.0.0.1"))
-	is("a third pod", "third")
 }
 
 // TestAConnectionsKeptPodFollowsTheIndex checks the pod a connection keeps
@@ -205,33 +215,20 @@ func TestAConnectionsKeptPodFollowsTheIndex(t *testing.T) {
 	idx := NewPodIndex(kubeclientset.Wrap(fake.NewClientset()), "node-a", time.Millisecond, zap.NewNop(), metrics.New(prometheus.NewRegistry()), nil)
 	ip := netip.MustParseAddr("10.0.0.1")
 	var memo atomic.Pointer[podMemo]
-	is := func(step, want string) {
-		t.Helper()
+	for _, c := range addressChanges {
+		c.change(idx)
 		for range 3 { // the first may look up and keep; the rest read what was kept
 			p, err := idx.lookupFrom(t.Context(), &memo, ip)
 			got := "refused"
 			if err == nil {
 				got = p.Name
 			}
-			if got != want {
-				t.Fatalf("%s: answered %s, want %s", step, got, want)
+			if got != c.lookup {
+				t.Fatalf("%s: answered %s, want %s", c.step, got, c.lookup)
 			}
 		}
+		if memo.Load() == nil {
+			t.Fatalf("%s: nothing kept for the connection", c.step)
+		}
 	}
-	idx.upsert(runningPod("old", "uid-1", "10.0.0.1"))
-	is("a running pod", "old")
-	if memo.Load() == nil {
-		t.Fatal("nothing kept for the connection")
-	}
-	idx.upsert(runningPod("new", "uid-2", "10.0.0.1"))
-	is("its address reused before it is gone", "refused")
-	deleting := runningPod("old", "uid-1", "10.0.0.1")
-	now := metav1.Now()
-	deleting.DeletionTimestamp = &now
-	idx.upsert(deleting)
-	is("the old pod terminating", "new")
-	idx.remove(runningPod("new", "uid-2", "10.0.0.1"))
-	is("the new pod deleted", "refused")
-	idx.upsert(runningPod("third", "uid-3", "10.0.0.1"))
-	is("a third pod", "third")
 }
